@@ -1,0 +1,45 @@
+# tickcast — `make run` (the main job, locally) and `make test`. Each does its own set-up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
+ARGS ?=
+
+.PHONY: run test bench check-tools mariadb clean
+
+check-tools:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tickcast needs Python >= 3.11 (found " + sys.version.split()[0] + ")")'
+	@command -v node >/dev/null || { echo "tickcast needs Node.js 20 for Azurite: apt-get install nodejs npm"; exit 1; }
+	@command -v npm >/dev/null || { echo "tickcast needs npm for Azurite: apt-get install npm"; exit 1; }
+
+$(STAMP): requirements.txt requirements-dev.txt infra/requirements.txt | check-tools
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json | check-tools
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The tests need a MariaDB server binary (each test session starts its own private instance).
+mariadb:
+	@if command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing mariadb-server (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null; \
+	else echo "The tests need MariaDB: run 'sudo apt-get install mariadb-server' and retry."; exit 1; fi
+
+run: $(STAMP) $(NODE_STAMP)
+	$(PY) -m local_stack $(ARGS)
+
+test: $(STAMP) $(NODE_STAMP) mariadb
+	$(PY) -m pytest $(ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/engine_throughput.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache

@@ -1,0 +1,48 @@
+"""Blueprint ``archive``: predictions hub -> MySQL history (bars, predictions, realised prices).
+
+Trigger: Event Hub ``%PREDICTIONS_HUB_NAME%``, cardinality many, its own consumer
+group ``%ARCHIVE_CONSUMER_GROUP%``. Upserts are idempotent, so redelivery is safe;
+a database error fails the invocation so the batch is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions.common import as_text, raw_events
+from shared.archiving import ArchiveService
+from shared.settings import Settings
+from shared.wiring import make_archive_service
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+_service: ArchiveService | None = None
+
+
+def service() -> ArchiveService:
+    """The process-wide :class:`ArchiveService`, created on first use from the app settings."""
+    global _service
+    if _service is None:
+        _service = make_archive_service(Settings.from_env())
+    return _service
+
+
+@bp.function_name("archive")
+@bp.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name="%PREDICTIONS_HUB_NAME%",
+    connection="EVENTHUB",
+    consumer_group="%ARCHIVE_CONSUMER_GROUP%",
+    cardinality="many",
+    data_type="binary",
+)
+@bp.event_hub_output(arg_name="deadletters", event_hub_name="%DEADLETTER_HUB_NAME%", connection="EVENTHUB")
+def archive(events: list[func.EventHubEvent], deadletters: func.Out[list[str]]) -> None:
+    """Upsert a batch of bar and prediction events into the history store."""
+    result = service().handle(raw_events("predictions", events))
+    if result.deadletters:
+        deadletters.set(as_text(result.deadletters))
+    log.info("archive batch: %s", dict(result.counts))

@@ -1,0 +1,159 @@
+"""Command line of the ingestor.
+
+Usage::
+
+    python -m ingestor replay PATH [PATH ...] --bootstrap-servers HOST:PORT [--topic ticks]
+        [--speed 60] [--deadletter-topic deadletter] [--exchange binance-usdm] [--limit N]
+        [-X librdkafka.key=value ...] [--progress]
+
+``replay`` streams recorded trade files (Binance trade CSV, Kraken trade CSV, raw
+websocket recordings; plain or gzip) to a Kafka topic as tick events keyed by symbol.
+Several files are merged by exchange time. ``--speed 1`` keeps the recorded pace,
+``60`` plays a recorded hour in a minute, ``0`` goes as fast as possible. Malformed
+lines are counted, logged with their position and, with ``--deadletter-topic``,
+published there as dead-letter events. At the end the counts are printed as one JSON
+object on stdout.
+
+Exit status: 0 when every message was delivered, 1 when some were not, 2 for usage
+errors, 130 / 143 when stopped by SIGINT / SIGTERM (after flushing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Any, Sequence
+
+from shared.settings import Settings
+
+
+def _config_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m ingestor`` argument parser."""
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="python -m ingestor", description="tickcast ingestor")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rp = sub.add_parser("replay", help="replay recorded trade files to a Kafka topic")
+    rp.add_argument("paths", nargs="+", metavar="PATH", help="recorded trade file(s), plain or .gz")
+    rp.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers HOST:PORT[,...]")
+    rp.add_argument(
+        "--topic", default=settings.ticks_hub, help=f"tick topic (default {settings.ticks_hub!r})"
+    )
+    rp.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="replay speed factor: 1 = recorded pace, 60 = an hour per minute, 0 = as fast as possible",
+    )
+    rp.add_argument("--deadletter-topic", default=None, help="topic for malformed lines (default: none)")
+    rp.add_argument("--exchange", default=None, help="override the exchange id inferred from file names")
+    rp.add_argument("--format", dest="fmt", default=None, choices=("binance-csv", "kraken-csv", "ws"))
+    rp.add_argument("--limit", type=int, default=None, help="stop after publishing this many ticks")
+    rp.add_argument(
+        "-X",
+        dest="config",
+        action="append",
+        type=_config_pair,
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra librdkafka producer setting (repeatable), e.g. -X security.protocol=SASL_SSL",
+    )
+    rp.add_argument("--flush-timeout", type=float, default=30.0, help="seconds to wait for deliveries at exit")
+    rp.add_argument("--progress", action="store_true", help="show a progress bar on stderr (needs tqdm)")
+    return parser
+
+
+def _progress_printer() -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is optional: fall back to log lines
+        log = logging.getLogger("ingestor.replay")
+        return lambda stats: log.info("published %d ticks (%d malformed)", stats.published, stats.malformed)
+    bar = tqdm(unit=" ticks", file=sys.stderr)
+
+    def show(stats: Any) -> None:
+        bar.update(stats.published - bar.n)
+        bar.set_postfix(malformed=stats.malformed, skipped=stats.skipped, refresh=False)
+
+    return show
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    """Run the ``replay`` command; returns the exit status."""
+    from ingestor.publisher import KafkaPublisher
+    from ingestor.replay import replay
+
+    stop = threading.Event()
+    stopped_by: list[int] = []
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        stopped_by.append(signum)
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    publisher = KafkaPublisher(
+        args.bootstrap_servers,
+        args.topic,
+        deadletter_topic=args.deadletter_topic,
+        config=dict(args.config),
+    )
+    try:
+        stats = replay(
+            args.paths,
+            publisher,
+            speed=args.speed,
+            exchange=args.exchange,
+            fmt=args.fmt,
+            stop=stop,
+            limit=args.limit,
+            flush_timeout=args.flush_timeout,
+            progress=_progress_printer() if args.progress else None,
+        )
+    finally:
+        undelivered = publisher.close(args.flush_timeout)
+        signal.signal(signal.SIGTERM, previous)
+    result = stats.as_dict()
+    result["undelivered"] = undelivered
+    print(json.dumps(result), flush=True)
+    if stopped_by:
+        return 128 + stopped_by[0]
+    if stats.interrupted:
+        return 130
+    return 1 if undelivered else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m ingestor``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "replay":
+        if args.speed < 0:
+            parser.error("--speed must be >= 0")
+        try:
+            return run_replay(args)
+        except (OSError, ValueError) as exc:  # unreadable file, unknown format
+            logging.getLogger("ingestor").error("%s", exc)
+            return 2
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Drive Event-Hub-triggered Azure Functions from Kafka, the way the Functions host would.
+
+The Functions host is not available offline, so the local stack reads each
+function's binding declarations (``app.get_functions()``), resolves ``%NAME%``
+binding expressions from the app settings, consumes the trigger hub as a Kafka
+topic with the function's consumer group, and calls the decorated Python
+function (``fn.get_user_function()``) with a batch of ``func.EventHubEvent`` and
+one ``func.Out`` per Event Hub output binding.
+
+A batch is committed in numbered steps (after quix-streams' checkpoint):
+
+1. consume up to ``max_batch`` records (waiting at most ``max_wait_s``);
+2. call the function with them;
+3. produce everything it set on its output bindings (keyed by ``symbol``);
+4. flush the producer, so the outputs are acknowledged by the broker;
+5. commit the consumed offsets, synchronously.
+
+So a crash between steps redelivers the batch (at-least-once) and never loses
+an output; the downstream upserts make the redelivery harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+import azure.functions as func
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+log = logging.getLogger(__name__)
+
+_SETTING = re.compile(r"%([^%]+)%")
+
+
+class BindingError(RuntimeError):
+    """A function's bindings cannot be driven locally (missing setting, unsupported binding)."""
+
+
+class CommitError(RuntimeError):
+    """Outputs could not be acknowledged by the broker, so the batch's offsets were not committed."""
+
+
+def resolve(expression: str, settings: Mapping[str, str]) -> str:
+    """Resolve ``%NAME%`` binding expressions from ``settings``, as the Functions host does.
+
+    Raises
+    ------
+    BindingError
+        If a referenced setting is missing.
+    """
+
+    def sub(m: re.Match) -> str:
+        if m.group(1) not in settings:
+            raise BindingError(f"binding expression {m.group(0)} names a missing app setting")
+        return settings[m.group(1)]
+
+    return _SETTING.sub(sub, expression)
+
+
+class CollectingOut(func.Out):
+    """A ``func.Out`` that keeps what the function set, for the driver to send on."""
+
+    def __init__(self) -> None:
+        self._value: Any = None
+
+    def set(self, val: Any) -> None:  # noqa: A003 - the azure.functions interface
+        self._value = val
+
+    def get(self) -> Any:
+        return self._value
+
+    def items(self) -> list[str | bytes]:
+        """The value set, as a list of events (a single value becomes a list of one)."""
+        if self._value is None:
+            return []
+        return list(self._value) if isinstance(self._value, (list, tuple)) else [self._value]
+
+
+def _key_of(event: str | bytes) -> bytes | None:
+    try:
+        symbol = json.loads(event).get("symbol")
+    except (ValueError, AttributeError):
+        return None
+    return symbol.encode() if isinstance(symbol, str) else None
+
+
+@dataclass
+class BatchReport:
+    """What one driven invocation consumed and produced."""
+
+    consumed: int = 0
+    produced: dict[str, int] = field(default_factory=dict)
+
+
+class EventHubFunctionDriver:
+    """Runs one Event-Hub-triggered function (cardinality many) from a Kafka topic.
+
+    Parameters
+    ----------
+    function : an ``azure.functions`` ``Function`` (from ``app.get_functions()``
+        or ``builder.build()``) whose trigger is ``eventHubTrigger``.
+    settings : app settings used to resolve ``%NAME%`` expressions.
+    consumer_config, producer_config : confluent-kafka configs (bootstrap servers
+        and tuning); ``group.id`` comes from the trigger's consumer group.
+    max_batch, max_wait_s : batch bounds, like host.json's ``maxEventBatchSize``
+        and ``maxWaitTime``.
+
+    Raises
+    ------
+    BindingError
+        If the trigger is not an Event Hub trigger or an expression cannot be resolved.
+    """
+
+    def __init__(
+        self,
+        function: Any,
+        settings: Mapping[str, str],
+        consumer_config: Mapping[str, Any],
+        producer_config: Mapping[str, Any],
+        max_batch: int = 500,
+        max_wait_s: float = 0.05,
+        on_batch: Callable[[BatchReport], None] | None = None,
+    ) -> None:
+        trigger = function.get_trigger().get_dict_repr()
+        if trigger.get("type") != "eventHubTrigger":
+            raise BindingError(f"{function.get_function_name()}: trigger {trigger.get('type')} is not an Event Hub trigger")
+        self.name = function.get_function_name()
+        self.user_function = function.get_user_function()
+        self.trigger_arg = trigger["name"]
+        self.topic = resolve(trigger["eventHubName"], settings)
+        self.group = resolve(trigger.get("consumerGroup") or "$Default", settings)
+        self.outputs: dict[str, str] = {}
+        for binding in function.get_bindings():
+            spec = binding.get_dict_repr()
+            if spec.get("direction") == "OUT" or str(spec.get("direction")).endswith("OUT"):
+                if spec.get("type") != "eventHub":
+                    raise BindingError(f"{self.name}: output binding type {spec.get('type')} is not supported locally")
+                self.outputs[spec["name"]] = resolve(spec["eventHubName"], settings)
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.on_batch = on_batch
+        self.consumer = Consumer({**consumer_config, "group.id": self.group, "enable.auto.commit": False})
+        self.producer = Producer(dict(producer_config))
+        self.consumer.subscribe([self.topic])
+        self._failed_deliveries = 0
+
+    def _delivered(self, err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            self._failed_deliveries += 1
+            log.error("%s: output not delivered: %s", self.name, err)
+
+    def run_once(self) -> BatchReport:
+        """Drive one batch through the five steps in the module docstring; return what it did.
+
+        Raises
+        ------
+        CommitError
+            When outputs were not acknowledged; offsets are then left uncommitted.
+        """
+        report = BatchReport()
+        # 1. consume
+        records = [m for m in self.consumer.consume(self.max_batch, self.max_wait_s) if not self._kafka_error(m)]
+        if not records:
+            return report
+        report.consumed = len(records)
+        events = [
+            func.EventHubEvent(
+                body=m.value() or b"",
+                partition_key=(m.key() or b"").decode("utf-8", "replace") or None,
+                sequence_number=m.offset(),
+                offset=f"{m.partition()}:{m.offset()}",
+                enqueued_time=datetime.fromtimestamp(m.timestamp()[1] / 1000, tz=timezone.utc),
+            )
+            for m in records
+        ]
+        # 2. call the function
+        outs = {name: CollectingOut() for name in self.outputs}
+        self.user_function(**{self.trigger_arg: events}, **outs)
+        # 3. produce its outputs
+        self._failed_deliveries = 0
+        for name, out in outs.items():
+            items = out.items()
+            report.produced[self.outputs[name]] = len(items)
+            for item in items:
+                value = item.encode() if isinstance(item, str) else item
+                self.producer.produce(self.outputs[name], value=value, key=_key_of(value), on_delivery=self._delivered)
+                self.producer.poll(0)
+        # 4. flush: every output acknowledged before anything is committed
+        if self.producer.flush(30) > 0 or self._failed_deliveries:
+            raise CommitError(f"{self.name}: {self._failed_deliveries} outputs failed or unflushed; offsets not committed")
+        # 5. commit the consumed offsets
+        offsets: dict[tuple[str, int], int] = {}
+        for m in records:
+            offsets[(m.topic(), m.partition())] = max(offsets.get((m.topic(), m.partition()), -1), m.offset())
+        self.consumer.commit(
+            offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()], asynchronous=False
+        )
+        if self.on_batch is not None:
+            self.on_batch(report)
+        return report
+
+    def _kafka_error(self, message: Any) -> bool:
+        err = message.error()
+        if err is None:
+            return False
+        if err.code() != KafkaError._PARTITION_EOF:
+            log.warning("%s: consumer error: %s", self.name, err)
+        return True
+
+    def run(self, stop: threading.Event) -> None:
+        """Drive batches until ``stop`` is set; a failing batch is logged and retried."""
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # keep driving, like the host: the batch is redelivered
+                log.exception("%s: invocation failed; its batch will be redelivered", self.name)
+                self._rewind()
+                stop.wait(1.0)
+
+    def _rewind(self) -> None:
+        """Seek back to the committed offsets, so an uncommitted batch is consumed again."""
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        for tp in self.consumer.committed(assignment, timeout=10):
+            if tp.offset >= 0:
+                self.consumer.seek(tp)
+
+    def close(self) -> None:
+        """Flush outputs and leave the consumer group."""
+        self.producer.flush(10)
+        self.consumer.close()

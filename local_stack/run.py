@@ -1,0 +1,267 @@
+"""The main job, locally: replay real trades through the whole pipeline and report.
+
+Steps (each one prints a line):
+
+1. start Tansu (Kafka-compatible broker) and create the hubs as topics;
+2. start Azurite (Blob Storage) and create the models container;
+3. open the history store (SQLite file, or MySQL when ``MYSQL_URL`` is set);
+4. train the initial model prequentially on a bundled one-minute history and
+   register it as the champion of ``MODEL_KEY``;
+5. drive the ``predict`` and ``archive`` functions from Kafka consumers, and
+   print every prediction from a third consumer group (an external consumer);
+6. run the ingestor (a child process) on a bundled recorded trade file;
+7. wait until every tick was processed and every output archived, print a
+   summary per symbol (predictions, MAE of model and persistence, latency), and
+   stop every process it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from confluent_kafka import Consumer
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "samples"
+DEFAULT_REPLAY = SAMPLES / "kraken_XBTUSD_trades_20190701T00Z-01Z.csv.gz"
+DEFAULT_HISTORY = SAMPLES / "ftx_BTC-PERP_1m_20211231-20220201.csv.gz"
+DEFAULT_SPEED = 60.0
+
+log = logging.getLogger("tickcast.local")
+
+
+def _fmt_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def format_prediction(event: dict) -> str:
+    """One console line for a prediction event (prices in quote currency)."""
+    return (
+        f"{_fmt_time(event['target_time_ms'])}Z {event['exchange']:>8} {event['symbol']:<9}"
+        f" last {event['last_close']:>11,.2f}  forecast {event['predicted_close']:>11,.2f}"
+        f"  [{event['lower']:,.2f} … {event['upper']:,.2f}] {event['interval_level']:.0%}"
+        f"  model {event['model_version']}  {event['latency_ms']} ms"
+    )
+
+
+class PredictionPrinter:
+    """An external consumer of the predictions hub that prints each prediction as it arrives."""
+
+    def __init__(self, consumer_config: dict, topic: str, out=sys.stdout) -> None:
+        self.consumer = Consumer({**consumer_config, "group.id": "console", "enable.auto.commit": True})
+        self.consumer.subscribe([topic])
+        self.out = out
+        self.printed = 0
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            for m in self.consumer.consume(100, 0.1):
+                if m.error() is not None:
+                    continue
+                try:
+                    event = json.loads(m.value())
+                except ValueError:
+                    continue
+                if event.get("type") == "prediction":
+                    print(format_prediction(event), file=self.out, flush=True)
+                    self.printed += 1
+        self.consumer.close()
+
+
+def print_summary(store, out=sys.stdout) -> dict:
+    """Print the per-symbol summary table from the history store; return it as a dict."""
+    from shared.evaluation import summarise
+
+    rows = {}
+    print("\nSummary (realised minutes only for MAE; prices in quote currency)", file=out)
+    header = (
+        f"{'exchange':>10} {'symbol':<9} {'predictions':>11} {'realised':>8} {'MAE model':>10}"
+        f" {'MAE persist.':>12} {'ratio':>7} {'coverage':>8} {'p50 ms':>7} {'p99 ms':>7}"
+    )
+    print(header, file=out)
+    for exchange, symbol in store.symbols():
+        s = summarise(store.predictions(exchange, symbol))
+        rows[f"{exchange}:{symbol}"] = s.__dict__ | {"mae_ratio": s.mae_ratio}
+        print(
+            f"{exchange:>10} {symbol:<9} {s.predictions:>11} {s.realised:>8} {s.mae_model:>10.3f}"
+            f" {s.mae_persistence:>12.3f} {s.mae_ratio:>7.4f} {s.coverage:>8.1%}"
+            f" {s.latency_p50_ms:>7.0f} {s.latency_p99_ms:>7.0f}",
+            file=out,
+        )
+    return rows
+
+
+def run(
+    replay_files: Sequence[Path],
+    history_file: Path,
+    speed: float,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    out=sys.stdout,
+    timeout_s: float = 170.0,
+) -> dict:
+    """Run the local stack end to end; return the summary (see :func:`print_summary`).
+
+    Raises
+    ------
+    RuntimeError
+        If a server fails to start, the ingestor fails, or the pipeline does not
+        drain within ``timeout_s`` seconds.
+    """
+    from local_stack.azurite import AzuriteServer
+    from local_stack.tansu import TansuBroker, consumer_config, producer_config
+
+    started = time.monotonic()
+    say = lambda msg: print(f"[{time.monotonic() - started:6.1f}s] {msg}", file=out, flush=True)  # noqa: E731
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    drivers = []
+    ingestor = None
+    with TansuBroker() as broker, AzuriteServer(in_memory=True) as azurite:
+        try:
+            settings_env = {
+                "TICKS_HUB_NAME": "ticks",
+                "PREDICTIONS_HUB_NAME": "predictions",
+                "DEADLETTER_HUB_NAME": "deadletter",
+                "PREDICT_CONSUMER_GROUP": "predict",
+                "ARCHIVE_CONSUMER_GROUP": "archive",
+                "MODEL_STORAGE": azurite.connection_string,
+                "HISTORY_SQLITE_PATH": str(workdir / "history.sqlite3"),
+                **(env or {}),
+            }
+            os.environ.update(settings_env)
+            from shared.settings import Settings
+
+            settings = Settings.from_env()
+            broker.create_topics([settings.ticks_hub, settings.predictions_hub, settings.deadletter_hub])
+            say(f"Tansu broker on {broker.bootstrap_servers}; topics created")
+            say(f"Azurite blob service on {azurite.blob_endpoint}")
+
+            from shared.history import HistoryStore
+            from shared.wiring import make_registry
+
+            store = HistoryStore.from_settings(settings)
+            say(f"history store: {store!r}")
+            registry = make_registry(settings)
+            registry.ensure_container()
+            _register_initial_model(registry, settings.model_key, history_file, settings.interval_level, say)
+
+            import function_app
+            from local_stack.functions_host import EventHubFunctionDriver
+
+            ccfg, pcfg = consumer_config(broker.bootstrap_servers), producer_config(broker.bootstrap_servers)
+            for fn in function_app.app.get_functions():
+                drivers.append(EventHubFunctionDriver(fn, settings_env, ccfg, pcfg))
+            printer = PredictionPrinter(ccfg, settings.predictions_hub, out)
+            for target in [d.run for d in drivers] + [printer.run]:
+                threads.append(threading.Thread(target=target, args=(stop,), daemon=True))
+                threads[-1].start()
+            say("driving functions: " + ", ".join(f"{d.name} ({d.topic}, group {d.group})" for d in drivers))
+
+            say(f"ingestor: replaying {', '.join(p.name for p in replay_files)} at speed {speed:g}")
+            ingestor = subprocess.Popen(
+                [sys.executable, "-m", "ingestor", "replay", *map(str, replay_files),
+                 "--bootstrap-servers", broker.bootstrap_servers, "--topic", settings.ticks_hub,
+                 "--deadletter-topic", settings.deadletter_hub, "--speed", str(speed)],
+                cwd=REPO, stdout=subprocess.PIPE, text=True,
+            )
+            remaining = timeout_s - (time.monotonic() - started)
+            stdout, _ = ingestor.communicate(timeout=max(remaining, 1))
+            if ingestor.returncode != 0:
+                raise RuntimeError(f"ingestor failed with exit code {ingestor.returncode}")
+            say("ingestor finished: " + stdout.strip().splitlines()[-1] if stdout.strip() else "ingestor finished")
+            _wait_drained(broker, settings, deadline=started + timeout_s)
+            say("pipeline drained")
+        finally:
+            stop.set()
+            if ingestor is not None and ingestor.poll() is None:
+                ingestor.terminate()
+                ingestor.wait(10)
+            for t in threads:
+                t.join(10)
+            for d in drivers:
+                d.close()
+        summary = print_summary(store, out)
+        store.close()
+    say("stopped Tansu and Azurite")
+    return summary
+
+
+def _register_initial_model(registry, key: str, history_file: Path, level: float, say) -> None:
+    from shared.features import FEATURE_NAMES
+    from shared.forecaster import ReturnForecaster
+    from shared.ohlcv import OhlcvReader
+    from shared.training import train_prequential
+
+    t0 = time.perf_counter()
+    reader = OhlcvReader(history_file, exchange="history", symbol="BTC")
+    model, rep = train_prequential(reader, ReturnForecaster(interval_level=level))
+    meta = registry.save(
+        key, model, training_start_ms=rep.start_ms, training_end_ms=rep.end_ms, feature_names=FEATURE_NAMES,
+        extra={"source": history_file.name, "bars": rep.bars, "mae_ratio_prequential": rep.mae_ratio,
+               "coverage_prequential": rep.coverage},
+    )
+    registry.set_current(key, meta.version, force=True)
+    say(
+        f"initial model {meta.version} trained on {rep.bars:,} bars of {history_file.name} in"
+        f" {time.perf_counter() - t0:.1f}s (prequential MAE ratio to persistence {rep.mae_ratio:.4f},"
+        f" {level:.0%} interval coverage {rep.coverage:.1%}); registered as champion of '{key}'"
+    )
+
+
+def _committed_lag(bootstrap: str, group: str, topic: str) -> int:
+    """Records in ``topic`` not yet committed by consumer group ``group``."""
+    from confluent_kafka import TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = [TopicPartition(topic, p) for p in parts]
+        lag = 0
+        for tp in c.committed(tps, timeout=10):
+            _low, high = c.get_watermark_offsets(tp, timeout=10)
+            lag += high - max(tp.offset, 0)
+        return lag
+    finally:
+        c.close()
+
+
+def _wait_drained(broker, settings, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        lags = (
+            _committed_lag(broker.bootstrap_servers, settings.predict_consumer_group, settings.ticks_hub),
+            _committed_lag(broker.bootstrap_servers, settings.archive_consumer_group, settings.predictions_hub),
+        )
+        if lags == (0, 0):
+            return
+        time.sleep(0.5)
+    raise RuntimeError("the pipeline did not drain before the deadline")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line of ``python -m local_stack`` (what ``make run`` calls)."""
+    p = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="*", type=Path, help=f"recorded trade files (default {DEFAULT_REPLAY.name})")
+    p.add_argument("--history", type=Path, default=DEFAULT_HISTORY, help="one-minute OHLCV file for the initial model")
+    p.add_argument("--speed", type=float, default=float(os.environ.get("REPLAY_SPEED", DEFAULT_SPEED)),
+                   help="replay speed factor: 1 = recorded pace, 0 = as fast as possible (default 60)")
+    p.add_argument("--workdir", type=Path, default=None, help="where the SQLite history goes (default: a temp dir)")
+    p.add_argument("--timeout", type=float, default=170.0, help="seconds before giving up")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="tickcast-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        run(args.files or [DEFAULT_REPLAY], args.history, args.speed, workdir, timeout_s=args.timeout)
+    return 0

@@ -1,0 +1,254 @@
+"""Event records exchanged on the hubs, and their JSON codecs.
+
+Every event is one UTF-8 JSON object with a schema version ``v`` and a ``type``
+(``tick``, ``bar``, ``prediction``, ``deadletter``). Unknown fields are ignored
+on decode, so producers may add fields without breaking consumers; a missing or
+invalid required field raises :class:`MalformedEventError`, which callers count
+and set aside (dead-letter) without failing the rest of their batch.
+
+Units everywhere: prices in the quote currency of the symbol (USD or USDT for
+BTC pairs), quantities in the base asset, times in integer milliseconds since
+the Unix epoch, UTC. Contract: ``ARCHITECTURE.md`` ("Event contracts").
+
+Examples
+--------
+>>> t = Tick("binance", "BTCUSDT", 1, 61837.63, 0.02, "sell", 1723161255342, 1723161255400)
+>>> decode_tick(encode(t)) == t
+True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+SCHEMA_VERSION = 1
+"""Version written into every event's ``v`` field; decoders accept exactly this version."""
+
+SIDES = ("buy", "sell")
+"""Allowed values of :attr:`Tick.side` (the taker's side of the trade)."""
+
+
+class MalformedEventError(ValueError):
+    """An event that cannot be decoded or fails validation; ``str()`` says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One trade as reported by an exchange (hub ``ticks``, partition key = ``symbol``).
+
+    Attributes
+    ----------
+    exchange : lower-case venue id, e.g. ``binance``, ``binance-usdm``, ``kraken``.
+    symbol : exchange-native symbol, upper case, e.g. ``BTCUSDT`` or ``BTC/USD``.
+    trade_id : the exchange's trade id, or ``None`` when the source has none.
+    price : trade price in quote currency (> 0, finite).
+    quantity : traded amount in base currency (>= 0, finite).
+    side : taker side, ``buy`` or ``sell``.
+    event_time_ms : exchange trade time, ms since epoch UTC.
+    ingest_time_ms : when the ingestor published the tick, ms since epoch UTC.
+    """
+
+    exchange: str
+    symbol: str
+    trade_id: int | None
+    price: float
+    quantity: float
+    side: str
+    event_time_ms: int
+    ingest_time_ms: int
+
+    type = "tick"
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """A closed one-minute OHLCV bar (hub ``predictions``, ``type`` = ``bar``).
+
+    ``open_time_ms`` is the start of the minute (a multiple of 60,000 ms, UTC);
+    prices in quote currency, ``volume`` in base currency, ``trade_count`` trades.
+    """
+
+    exchange: str
+    symbol: str
+    open_time_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    trade_count: int
+
+    type = "bar"
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A forecast of one minute's close (hub ``predictions``, ``type`` = ``prediction``).
+
+    Made when the bar of minute ``target_time_ms - 60,000`` closed; the target is
+    the close of the minute starting at ``target_time_ms`` (ms since epoch UTC).
+    ``lower``/``upper`` bound the prediction interval at ``interval_level``
+    (e.g. 0.9 for 90 %), all prices in quote currency. ``latency_ms`` is the
+    time from the ingest of the tick that closed the bar to ``made_at_ms``.
+    """
+
+    exchange: str
+    symbol: str
+    target_time_ms: int
+    made_at_ms: int
+    last_close: float
+    predicted_close: float
+    lower: float
+    upper: float
+    interval_level: float
+    model_version: str
+    latency_ms: int
+
+    type = "prediction"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input that was set aside: where it came from, why, and its raw text.
+
+    ``source`` names the hub or file, ``position`` the place in it (partition and
+    offset, sequence number, or line), ``payload`` the raw bytes decoded as UTF-8
+    with replacement characters.
+    """
+
+    source: str
+    position: str
+    reason: str
+    payload: str
+
+    type = "deadletter"
+
+
+Event = Tick | Bar | Prediction | DeadLetter
+_TYPES: dict[str, type] = {cls.type: cls for cls in (Tick, Bar, Prediction, DeadLetter)}
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """Return the wire form of ``event`` as a dict with ``v`` and ``type`` first."""
+    return {"v": SCHEMA_VERSION, "type": event.type, **asdict(event)}
+
+
+def encode(event: Event) -> bytes:
+    """Encode ``event`` as compact UTF-8 JSON bytes."""
+    return json.dumps(to_dict(event), separators=(",", ":"), allow_nan=False).encode()
+
+
+def _load(raw: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(raw, Mapping):
+        obj = raw
+    else:
+        try:
+            obj = json.loads(raw)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise MalformedEventError(f"not JSON: {exc}") from None
+    if not isinstance(obj, Mapping):
+        raise MalformedEventError(f"not a JSON object: {type(obj).__name__}")
+    if obj.get("v") != SCHEMA_VERSION:
+        raise MalformedEventError(f"unsupported schema version v={obj.get('v')!r}")
+    return obj
+
+
+def _num(obj: Mapping[str, Any], name: str, *, positive: bool = False) -> float:
+    value = obj.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MalformedEventError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise MalformedEventError(f"{name} must be finite, got {value!r}")
+    if positive and value <= 0:
+        raise MalformedEventError(f"{name} must be > 0, got {value!r}")
+    if value < 0:
+        raise MalformedEventError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+def _int(
+    obj: Mapping[str, Any], name: str, *, optional: bool = False, signed: bool = False
+) -> int | None:
+    value = obj.get(name)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedEventError(f"{name} must be an integer, got {value!r}")
+    if value < 0 and not signed:
+        raise MalformedEventError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+def _str(obj: Mapping[str, Any], name: str) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not value:
+        raise MalformedEventError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def validate_tick(tick: Tick) -> Tick:
+    """Return ``tick`` if its fields are valid, else raise :class:`MalformedEventError`."""
+    return decode_tick(to_dict(tick))
+
+
+def decode_tick(raw: bytes | str | Mapping[str, Any]) -> Tick:
+    """Decode and validate a tick event.
+
+    Raises
+    ------
+    MalformedEventError
+        Not JSON, wrong ``v`` or ``type``, a missing field, a non-positive or
+        non-finite price, a negative or non-finite quantity, or an unknown side.
+    """
+    obj = _load(raw)
+    if obj.get("type") != Tick.type:
+        raise MalformedEventError(f"expected type 'tick', got {obj.get('type')!r}")
+    side = obj.get("side")
+    if side not in SIDES:
+        raise MalformedEventError(f"side must be one of {SIDES}, got {side!r}")
+    return Tick(
+        exchange=_str(obj, "exchange"),
+        symbol=_str(obj, "symbol"),
+        trade_id=_int(obj, "trade_id", optional=True),
+        price=_num(obj, "price", positive=True),
+        quantity=_num(obj, "quantity"),
+        side=side,
+        event_time_ms=_int(obj, "event_time_ms"),
+        ingest_time_ms=_int(obj, "ingest_time_ms"),
+    )
+
+
+def _decode_fields(cls: type, obj: Mapping[str, Any]) -> Event:
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.type == "str":
+            values[f.name] = _str(obj, f.name)
+        elif f.type == "int":
+            # latency may be negative when producer and consumer clocks differ
+            values[f.name] = _int(obj, f.name, signed=f.name == "latency_ms")
+        else:
+            values[f.name] = _num(obj, f.name, positive=f.name not in {"volume", "interval_level"})
+    return cls(**values)
+
+
+def decode_output(raw: bytes | str | Mapping[str, Any]) -> Bar | Prediction:
+    """Decode and validate an event from the ``predictions`` hub (a bar or a prediction).
+
+    Raises
+    ------
+    MalformedEventError
+        Not JSON, wrong ``v``, a ``type`` other than ``bar``/``prediction``, or an
+        invalid field (prices must be finite and > 0).
+    """
+    obj = _load(raw)
+    cls = _TYPES.get(obj.get("type"))  # type: ignore[arg-type]
+    if cls not in (Bar, Prediction):
+        raise MalformedEventError(f"expected type 'bar' or 'prediction', got {obj.get('type')!r}")
+    event = _decode_fields(cls, obj)
+    if isinstance(event, Prediction) and not 0 < event.interval_level < 1:
+        raise MalformedEventError(f"interval_level must be in (0, 1), got {event.interval_level!r}")
+    return event

@@ -1,0 +1,56 @@
+"""Pytest plugin: one real Azurite blob server per test session, a fresh container per test.
+
+Fixtures
+--------
+azurite : local_stack.azurite.AzuriteServer (session)
+    Started once, in memory, on a free loopback port; stopped at the end of the session.
+blob_container : azure.storage.blob.ContainerClient (function)
+    A new, uniquely named, empty container on ``azurite``; deleted after the test.
+model_registry : shared.registry.ModelRegistry (function)
+    ``ModelRegistry(blob_container)``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Iterator
+
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from local_stack.azurite import AzuriteServer
+from shared.registry import ModelRegistry
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[AzuriteServer]:
+    """A running Azurite blob server shared by the whole session."""
+    server = AzuriteServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def blob_container(azurite: AzuriteServer) -> Iterator[ContainerClient]:
+    """A fresh container (``test-<32 hex>``) on the session's Azurite, deleted afterwards."""
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    container = service.create_container(f"test-{uuid.uuid4().hex}")
+    try:
+        yield container
+    finally:
+        try:
+            container.delete_container()
+        except ResourceNotFoundError:
+            pass  # the test deleted it itself
+        container.close()
+        service.close()
+
+
+@pytest.fixture
+def model_registry(blob_container: ContainerClient) -> ModelRegistry:
+    """A :class:`~shared.registry.ModelRegistry` on this test's own container."""
+    return ModelRegistry(blob_container)
