@@ -23,12 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from typing import Any, Sequence
 
-from shared.settings import Settings
+from shared.settings import SETTINGS
 
 
 def _config_pair(text: str) -> tuple[str, str]:
@@ -40,7 +41,7 @@ def _config_pair(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m ingestor`` argument parser."""
-    settings = Settings.from_env()
+    ticks_hub = os.environ.get("TICKS_HUB_NAME") or SETTINGS["TICKS_HUB_NAME"][0]
     parser = argparse.ArgumentParser(prog="python -m ingestor", description="tickcast ingestor")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("paths", nargs="+", metavar="PATH", help="recorded trade file(s), plain or .gz")
     rp.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers HOST:PORT[,...]")
     rp.add_argument(
-        "--topic", default=settings.ticks_hub, help=f"tick topic (default {settings.ticks_hub!r})"
+        "--topic", default=ticks_hub, help=f"tick topic (default TICKS_HUB_NAME or {ticks_hub!r})"
     )
     rp.add_argument(
         "--speed",
@@ -70,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra librdkafka producer setting (repeatable), e.g. -X security.protocol=SASL_SSL",
     )
-    rp.add_argument("--flush-timeout", type=float, default=30.0, help="seconds to wait for deliveries at exit")
+    rp.add_argument(
+        "--flush-timeout", type=float, default=30.0, help="seconds to wait for deliveries at exit"
+    )
     rp.add_argument("--progress", action="store_true", help="show a progress bar on stderr (needs tqdm)")
     return parser
 

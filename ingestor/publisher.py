@@ -117,9 +117,8 @@ class KafkaPublisher:
         self.failed += 1
         self.last_error = str(err)
         if self.failed <= 10 or self.failed % 1000 == 0:
-            log.error(
-                "delivery to %s failed (%d failures so far): %s", msg.topic() if msg else "?", self.failed, err
-            )
+            topic = msg.topic() if msg is not None else "?"
+            log.error("delivery to %s failed (%d failures so far): %s", topic, self.failed, err)
 
     def _produce(self, topic: str, key: bytes, value: bytes) -> None:
         if self._closed:

@@ -57,6 +57,9 @@ class ReplayStats:
         Messages not confirmed delivered after the final flush (pending + failed).
     first_event_time_ms, last_event_time_ms : int or None
         Recorded exchange time of the first and last published tick (ms since epoch UTC).
+    replay_s : float
+        Wall-clock seconds from the start until the last line was handed on (paced
+        replay time, without the final flush).
     elapsed_s : float
         Wall-clock duration of the replay including the final flush, seconds.
     interrupted : bool
@@ -73,6 +76,7 @@ class ReplayStats:
     undelivered: int | None = None
     first_event_time_ms: int | None = None
     last_event_time_ms: int | None = None
+    replay_s: float = 0.0
     elapsed_s: float = 0.0
     interrupted: bool = False
 
@@ -305,6 +309,7 @@ def replay(
         stats.interrupted = True
         log.warning("replay interrupted; flushing %d published ticks", stats.published)
     finally:
+        stats.replay_s = time.monotonic() - started
         pending = publisher.flush(flush_timeout)
         stats.elapsed_s = time.monotonic() - started
         if delivered0 is not None:

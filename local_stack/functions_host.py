@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 import azure.functions as func
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,8 @@ class EventHubFunctionDriver:
         self.producer = Producer(dict(producer_config))
         self.consumer.subscribe([self.topic])
         self._failed_deliveries = 0
+        self.totals = BatchReport()
+        """Cumulative records consumed and committed, and outputs produced, per topic."""
 
     def _delivered(self, err: KafkaError | None, _msg: Any) -> None:
         if err is not None:
@@ -200,6 +202,9 @@ class EventHubFunctionDriver:
         self.consumer.commit(
             offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()], asynchronous=False
         )
+        self.totals.consumed += report.consumed
+        for topic, n in report.produced.items():
+            self.totals.produced[topic] = self.totals.produced.get(topic, 0) + n
         if self.on_batch is not None:
             self.on_batch(report)
         return report
@@ -228,8 +233,9 @@ class EventHubFunctionDriver:
         if not assignment:
             return
         for tp in self.consumer.committed(assignment, timeout=10):
-            if tp.offset >= 0:
-                self.consumer.seek(tp)
+            if tp.offset < 0:  # nothing committed yet: start of the partition
+                tp.offset = OFFSET_BEGINNING
+            self.consumer.seek(tp)
 
     def close(self) -> None:
         """Flush outputs and leave the consumer group."""

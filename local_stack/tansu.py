@@ -15,9 +15,11 @@ Measured quirks the client configs below account for (``ARCHITECTURE.md``):
 
 Examples
 --------
->>> with TansuBroker() as broker:  # doctest: +SKIP
-...     broker.create_topics(["ticks"], partitions=3)
-...     producer = confluent_kafka.Producer(producer_config(broker.bootstrap_servers))
+>>> config = producer_config("127.0.0.1:9092", **{"linger.ms": 0})
+>>> config["partitioner"], config["linger.ms"]
+('murmur2_random', 0)
+>>> consumer_config("127.0.0.1:9092", "predict")["fetch.wait.max.ms"]
+10
 """
 
 from __future__ import annotations
@@ -55,7 +57,11 @@ def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
     client sends a symbol to the same partition; ``linger.ms`` 5 with batches of up to
     10,000 messages / 1 MiB keeps latency low and still batches replay bursts;
     ``enable.idempotence`` is on (measured to work against Tansu 0.6 with
-    confluent-kafka 2.16; aiokafka's idempotent producer does not). Pass keyword
+    confluent-kafka 2.16: no errors, no duplicates; aiokafka's idempotent producer
+    does not). A new idempotent producer delivers its first message only after
+    about 0.5 s (librdkafka retries its producer-id request on a 500 ms timer when
+    no connection is up yet); pass ``**{"enable.idempotence": False}`` where that
+    start-up latency matters more than retry de-duplication. Pass keyword
     overrides with dots written as in librdkafka, e.g. ``**{"linger.ms": 0}``.
     """
     config: dict[str, Any] = {
@@ -151,10 +157,12 @@ class TansuBroker:
 
     Examples
     --------
-    >>> with TansuBroker() as broker:  # doctest: +SKIP
+    >>> with TansuBroker() as broker:
     ...     broker.create_topics(["ticks", "predictions"], partitions=4)
     ...     print(broker.bootstrap_servers)
-    127.0.0.1:40117
+    ...     print(sorted(broker.admin().list_topics(timeout=10).topics))
+    127.0.0.1:...
+    ['predictions', 'ticks']
     """
 
     def __init__(
@@ -250,7 +258,20 @@ class TansuBroker:
         assert error is not None
         raise error
 
+    def _check_port_free(self, port: int) -> None:
+        # Without this, the readiness probe could be answered by another broker already
+        # listening on the port while our process is still failing to bind it.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((self.host, port))
+            except OSError as exc:
+                raise RuntimeError(
+                    f"cannot start Tansu: {self.host}:{port} is not available (AddrInUse: {exc})"
+                ) from None
+
     def _launch(self, port: int) -> None:
+        self._check_port_free(port)
         fd, self.log_path = tempfile.mkstemp(prefix="tansu-", suffix=".log")
         self._log_file = os.fdopen(fd, "wb")
         env = dict(os.environ)
@@ -340,7 +361,7 @@ class TansuBroker:
         except OSError:
             return ""
         text = b"".join(tail).decode("utf-8", "replace")
-        return f"--- tansu log tail ({self.log_path}) ---\n{text}" if text else "(tansu wrote no output)"
+        return f"--- tansu log tail ---\n{text}" if text else "(tansu wrote no output)"
 
     def __enter__(self) -> "TansuBroker":
         return self.start()

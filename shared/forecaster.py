@@ -12,9 +12,14 @@ clipped at ``clip_gradient`` standard units, and the learning rate is small, so 
 single extreme minute moves each weight by at most ``lr * clip_gradient``.
 The returned log return is also bounded to ``±max_abs_return``.
 
-The interval is split-conformal on a rolling window of out-of-sample residuals
-(River's ``conf.RegressionJackknife``: residuals are computed before each
-learning step), so it is calibrated online at ``interval_level``.
+The interval is conformal on a rolling window of out-of-sample residuals
+(each residual is computed before its learning step), *normalised* by the
+current volatility feature: residual quantiles are kept in units of ``vol_15``
+and scaled back by the ``vol_15`` of the minute being forecast (normalised
+conformal prediction: H. Papadopoulos, V. Vovk, A. Gammerman, "Normalized
+nonconformity measures for regression conformal prediction", AIA 2008). So the
+interval widens and narrows with the market at once, and a model trained on one
+venue or year stays calibrated on another.
 
 Examples
 --------
@@ -32,11 +37,15 @@ from __future__ import annotations
 
 import math
 
-from river import compose, conf, linear_model, optim, preprocessing
+from river import compose, linear_model, optim, preprocessing, stats
 
 DEFAULT_INTERVAL_LEVEL = 0.9
 DEFAULT_RESIDUAL_WINDOW = 1_000
 """Residuals kept for the conformal interval: about 17 hours of minutes."""
+DEFAULT_SCALE_FEATURE = "vol_15"
+"""Feature whose value scales the residuals of the interval (a volatility, same units as returns)."""
+MIN_SCALE = 1e-5
+"""Floor of the residual scale (0.1 basis point), so quiet or flat minutes cannot divide by zero."""
 DEFAULT_MAX_ABS_RETURN = 0.05
 """Cap on a predicted one-minute log return (≈ ±5 %), far beyond any BTC minute on record here."""
 
@@ -81,16 +90,17 @@ class ReturnForecaster:
         interval_level: float = DEFAULT_INTERVAL_LEVEL,
         residual_window: int = DEFAULT_RESIDUAL_WINDOW,
         max_abs_return: float = DEFAULT_MAX_ABS_RETURN,
+        scale_feature: str = DEFAULT_SCALE_FEATURE,
     ) -> None:
         if not 0 < interval_level < 1:
             raise ValueError(f"interval_level must lie in (0, 1), got {interval_level}")
         self.interval_level = interval_level
         self.max_abs_return = max_abs_return
-        self.model = conf.RegressionJackknife(
-            regressor if regressor is not None else default_regressor(),
-            confidence_level=interval_level,
-            window_size=residual_window,
-        )
+        self.scale_feature = scale_feature
+        self.regressor = regressor if regressor is not None else default_regressor()
+        alpha = (1 - interval_level) / 2
+        self._lower = stats.RollingQuantile(alpha, residual_window)
+        self._upper = stats.RollingQuantile(1 - alpha, residual_window)
         self.steps = 0
 
     def _bound(self, r: float) -> float:
@@ -98,16 +108,26 @@ class ReturnForecaster:
             return 0.0
         return max(-self.max_abs_return, min(self.max_abs_return, r))
 
+    def _scale(self, x: dict[str, float]) -> float:
+        return max(x.get(self.scale_feature, 0.0), MIN_SCALE)
+
     def predict(self, x: dict[str, float]) -> tuple[float, float, float]:
         """Return ``(r_hat, lower, upper)``: the predicted log return and its interval bounds."""
-        iv = self.model.predict_one(x, with_interval=True)
-        lower, upper = self._bound(iv.lower), self._bound(iv.upper)
-        r = self._bound(self.model.regressor.predict_one(x))
+        r = self._bound(self.regressor.predict_one(x))
+        scale = self._scale(x)
+        lower = self._bound(r + (self._lower.get() or 0.0) * scale)
+        upper = self._bound(r + (self._upper.get() or 0.0) * scale)
         return r, min(lower, r), max(upper, r)
 
     def learn(self, x: dict[str, float], r: float) -> None:
-        """Teach the realised log return ``r`` for the features ``x`` it was predicted from."""
-        self.model.learn_one(x, r)
+        """Teach the realised log return ``r`` for the features ``x`` it was predicted from.
+
+        The out-of-sample residual (before learning) enters the interval's window first.
+        """
+        residual = (r - self._bound(self.regressor.predict_one(x))) / self._scale(x)
+        self._lower.update(residual)
+        self._upper.update(residual)
+        self.regressor.learn_one(x, r)
         self.steps += 1
 
     def predict_price(self, x: dict[str, float], last_close: float) -> tuple[float, float, float]:

@@ -60,6 +60,9 @@ USDM_TRADE = {
 }
 
 
+BOOK_TICKER = {"u": 1, "s": "BTCUSDT", "b": "61837.63", "B": "3.7", "a": "61837.64", "A": "1.5"}
+
+
 def wrap(data: object, stream: str = "btcusdt@trade") -> str:
     return json.dumps({"stream": stream, "data": data})
 
@@ -67,7 +70,8 @@ def wrap(data: object, stream: str = "btcusdt@trade") -> str:
 # ----------------------------------------------------------------------------- parse_trade
 def test_spot_trade_raw_ws_form():
     tick = parse_trade(json.dumps(SPOT_TRADE), ingest_time_ms=1723161255400)
-    assert tick == Tick("binance", "BTCUSDT", 3735683259, 61837.63, 0.02, "sell", 1723161255342, 1723161255400)
+    expected = Tick("binance", "BTCUSDT", 3735683259, 61837.63, 0.02, "sell", 1723161255342, 1723161255400)
+    assert tick == expected
 
 
 def test_spot_trade_combined_stream_wrapper_bytes_and_mapping():
@@ -101,11 +105,11 @@ def test_lower_case_symbol_is_upper_cased():
 @pytest.mark.parametrize(
     "message",
     [
-        wrap({"u": 1, "s": "BTCUSDT", "b": "61837.63", "B": "3.7", "a": "61837.64", "A": "1.5"}, "btcusdt@bookTicker"),
-        {"u": 1, "s": "BTCUSDT", "b": "61837.63", "B": "3.7", "a": "61837.64", "A": "1.5"},
-        wrap({"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 1, "u": 2, "b": [], "a": []}, "btcusdt@depth@100ms"),
+        wrap(BOOK_TICKER, "btcusdt@bookTicker"),
+        BOOK_TICKER,
+        wrap({"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 1, "u": 2, "b": [], "a": []}, "btcusdt@depth"),
         {"lastUpdateId": 50093239218, "bids": [["61837.63", "3.78"]], "asks": [["61837.64", "1.5"]]},
-        {"e": "aggTrade", "E": 1, "s": "BTCUSDT", "a": 1, "p": "1", "q": "1", "f": 1, "l": 1, "T": 1, "m": True},
+        {"e": "aggTrade", "E": 1, "s": "BTCUSDT", "a": 1, "p": "1", "q": "1", "f": 1, "l": 1, "T": 1},
         {"result": None, "id": 1},
         {"type": "match", "trade_id": 1, "side": "sell", "size": "1", "price": "1", "product_id": "BTC-USD"},
         {},
@@ -202,7 +206,8 @@ def test_negative_ingest_time_is_rejected():
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=5),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=5), children, max_size=5),
     max_leaves=20,
 )
 trade_field_values = {
@@ -220,14 +225,22 @@ trade_field_values = {
     "X": st.sampled_from(["MARKET", "INSURANCE_FUND"]) | json_values,
 }
 trade_like = st.fixed_dictionaries({}, optional=trade_field_values)
+# a valid spot or USD-M trade with some fields replaced or removed: exercises the paths near success
+near_trades = st.builds(
+    lambda base, changes, drop: {k: v for k, v in {**base, **changes}.items() if k not in drop},
+    st.sampled_from([SPOT_TRADE, USDM_TRADE]),
+    st.fixed_dictionaries({}, optional=trade_field_values),
+    st.sets(st.sampled_from(sorted(trade_field_values)), max_size=2),
+)
 wrapped = st.builds(
     lambda stream, data: {"stream": stream, "data": data},
     st.sampled_from(["btcusdt@trade", "btcusdt@bookTicker", ""]) | json_values,
-    trade_like | json_values,
+    near_trades | trade_like | json_values,
 )
 messages = st.one_of(
     json_values,
     trade_like,
+    near_trades,
     wrapped,
     st.text(max_size=200),
     st.binary(max_size=200),
