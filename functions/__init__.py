@@ -1,0 +1,14 @@
+"""Azure Functions blueprints of tickcast: thin adapters over ``shared``."""
+
+
+def reset_services() -> None:
+    """Forget the process-wide services, as a fresh worker would; the next invocation rebuilds them.
+
+    The local stack calls this when it (re)starts the functions with new app settings.
+    """
+    from functions import archive, predict
+
+    if archive._service is not None:
+        archive._service.store.close()
+    archive._service = None
+    predict._service = None

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 import azure.functions as func
+from azure.functions.decorators.core import BindingDirection
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,20 @@ def resolve(expression: str, settings: Mapping[str, str]) -> str:
         return settings[m.group(1)]
 
     return _SETTING.sub(sub, expression)
+
+
+_FUNCTIONS: dict[int, list[Any]] = {}
+
+
+def app_functions(app: func.FunctionApp) -> list[Any]:
+    """``app.get_functions()``, indexed once per app object.
+
+    azure-functions refuses to index an app twice in one process (it reports every
+    function as a duplicate name), so drivers and tests share this one indexing.
+    """
+    if id(app) not in _FUNCTIONS:
+        _FUNCTIONS[id(app)] = app.get_functions()
+    return _FUNCTIONS[id(app)]
 
 
 class CollectingOut(func.Out):
@@ -137,7 +152,7 @@ class EventHubFunctionDriver:
         self.outputs: dict[str, str] = {}
         for binding in function.get_bindings():
             spec = binding.get_dict_repr()
-            if spec.get("direction") == "OUT" or str(spec.get("direction")).endswith("OUT"):
+            if spec.get("direction") == BindingDirection.OUT:
                 if spec.get("type") != "eventHub":
                     raise BindingError(f"{self.name}: output binding type {spec.get('type')} is not supported locally")
                 self.outputs[spec["name"]] = resolve(spec["eventHubName"], settings)

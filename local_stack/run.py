@@ -18,6 +18,8 @@ Steps (each one prints a line):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import logging
 import os
@@ -63,12 +65,14 @@ class PredictionPrinter:
         self.consumer.subscribe([topic])
         self.out = out
         self.printed = 0
+        self.seen = 0
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             for m in self.consumer.consume(100, 0.1):
                 if m.error() is not None:
                     continue
+                self.seen += 1
                 try:
                     event = json.loads(m.value())
                 except ValueError:
@@ -110,8 +114,16 @@ def run(
     env: dict[str, str] | None = None,
     out=sys.stdout,
     timeout_s: float = 170.0,
+    broker=None,
+    azurite=None,
 ) -> dict:
     """Run the local stack end to end; return the summary (see :func:`print_summary`).
+
+    ``broker`` (a started :class:`~local_stack.tansu.TansuBroker`) and ``azurite`` (a
+    started :class:`~local_stack.azurite.AzuriteServer`) may be given, e.g. by tests
+    that share one server per session; otherwise both are started here and stopped
+    at the end. ``env`` overrides app settings (topic names, ``MYSQL_URL``, …); the
+    process environment is restored afterwards.
 
     Raises
     ------
@@ -120,86 +132,119 @@ def run(
         drain within ``timeout_s`` seconds.
     """
     from local_stack.azurite import AzuriteServer
-    from local_stack.tansu import TansuBroker, consumer_config, producer_config
+    from local_stack.tansu import TansuBroker
 
     started = time.monotonic()
     say = lambda msg: print(f"[{time.monotonic() - started:6.1f}s] {msg}", file=out, flush=True)  # noqa: E731
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-    drivers = []
-    ingestor = None
-    with TansuBroker() as broker, AzuriteServer(in_memory=True) as azurite:
-        try:
-            settings_env = {
-                "TICKS_HUB_NAME": "ticks",
-                "PREDICTIONS_HUB_NAME": "predictions",
-                "DEADLETTER_HUB_NAME": "deadletter",
-                "PREDICT_CONSUMER_GROUP": "predict",
-                "ARCHIVE_CONSUMER_GROUP": "archive",
-                "MODEL_STORAGE": azurite.connection_string,
-                "HISTORY_SQLITE_PATH": str(workdir / "history.sqlite3"),
-                **(env or {}),
-            }
-            os.environ.update(settings_env)
-            from shared.settings import Settings
-
-            settings = Settings.from_env()
-            broker.create_topics([settings.ticks_hub, settings.predictions_hub, settings.deadletter_hub])
-            say(f"Tansu broker on {broker.bootstrap_servers}; topics created")
-            say(f"Azurite blob service on {azurite.blob_endpoint}")
-
-            from shared.history import HistoryStore
-            from shared.wiring import make_registry
-
-            store = HistoryStore.from_settings(settings)
-            say(f"history store: {store!r}")
-            registry = make_registry(settings)
-            registry.ensure_container()
-            _register_initial_model(registry, settings.model_key, history_file, settings.interval_level, say)
-
-            import function_app
-            from local_stack.functions_host import EventHubFunctionDriver
-
-            # group.id is set per consumer: from each trigger, and "console" for the printer
-            ccfg = consumer_config(broker.bootstrap_servers, group_id="local-stack")
-            pcfg = producer_config(broker.bootstrap_servers)
-            for fn in function_app.app.get_functions():
-                drivers.append(EventHubFunctionDriver(fn, settings_env, ccfg, pcfg))
-            printer = PredictionPrinter(ccfg, settings.predictions_hub, out)
-            for target in [d.run for d in drivers] + [printer.run]:
-                threads.append(threading.Thread(target=target, args=(stop,), daemon=True))
-                threads[-1].start()
-            say("driving functions: " + ", ".join(f"{d.name} ({d.topic}, group {d.group})" for d in drivers))
-
-            say(f"ingestor: replaying {', '.join(p.name for p in replay_files)} at speed {speed:g}")
-            ingestor = subprocess.Popen(
-                [sys.executable, "-m", "ingestor", "replay", *map(str, replay_files),
-                 "--bootstrap-servers", broker.bootstrap_servers, "--topic", settings.ticks_hub,
-                 "--deadletter-topic", settings.deadletter_hub, "--speed", str(speed)],
-                cwd=REPO, stdout=subprocess.PIPE, text=True,
-            )
-            remaining = timeout_s - (time.monotonic() - started)
-            stdout, _ = ingestor.communicate(timeout=max(remaining, 1))
-            if ingestor.returncode != 0:
-                raise RuntimeError(f"ingestor failed with exit code {ingestor.returncode}")
-            replay_stats = json.loads(stdout.strip().splitlines()[-1])
-            say(f"ingestor finished: {replay_stats}")
-            by_name = {d.name: d for d in drivers}
-            _wait_drained(by_name["predict"], by_name["archive"], replay_stats["published"], started + timeout_s)
-            say("pipeline drained")
-        finally:
-            stop.set()
-            if ingestor is not None and ingestor.poll() is None:
-                ingestor.terminate()
-                ingestor.wait(10)
-            for t in threads:
-                t.join(10)
-            for d in drivers:
-                d.close()
-        summary = print_summary(store, out)
-        store.close()
-    say("stopped Tansu and Azurite")
+    with contextlib.ExitStack() as stack:
+        if broker is None:
+            broker = stack.enter_context(TansuBroker())
+        if azurite is None:
+            azurite = stack.enter_context(AzuriteServer(in_memory=True))
+        say(f"Tansu broker on {broker.bootstrap_servers}; Azurite blob service on {azurite.blob_endpoint}")
+        settings_env = {
+            "TICKS_HUB_NAME": "ticks",
+            "PREDICTIONS_HUB_NAME": "predictions",
+            "DEADLETTER_HUB_NAME": "deadletter",
+            "PREDICT_CONSUMER_GROUP": "predict",
+            "ARCHIVE_CONSUMER_GROUP": "archive",
+            "MODEL_STORAGE": azurite.connection_string,
+            "HISTORY_SQLITE_PATH": str(workdir / "history.sqlite3"),
+            **(env or {}),
+        }
+        stack.enter_context(_environment(settings_env))
+        summary = _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, out,
+                                deadline=started + timeout_s)
+    say("stopped every process started")
     return summary
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set app settings in ``os.environ`` (where the functions read them), restore them on exit."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, out, deadline) -> dict:
+    import function_app
+    from functions import reset_services
+    from local_stack.functions_host import EventHubFunctionDriver, app_functions
+    from local_stack.tansu import consumer_config, producer_config
+    from shared.history import HistoryStore
+    from shared.settings import Settings
+    from shared.wiring import make_registry
+
+    settings = Settings.from_env()
+    broker.create_topics([settings.ticks_hub, settings.predictions_hub, settings.deadletter_hub])
+    say(f"topics {settings.ticks_hub}, {settings.predictions_hub}, {settings.deadletter_hub} ready")
+    store = HistoryStore.from_settings(settings)
+    say(f"history store: {store!r}")
+    registry = make_registry(settings)
+    registry.ensure_container()
+    _register_initial_model(registry, settings.model_key, history_file, settings.interval_level, say)
+
+    reset_services()  # a fresh worker: functions build their clients from these settings
+    # group.id is set per consumer: from each trigger, and "console" for the printer
+    ccfg = consumer_config(broker.bootstrap_servers, group_id="local-stack")
+    pcfg = producer_config(broker.bootstrap_servers)
+    stop = threading.Event()
+    drivers = [EventHubFunctionDriver(fn, settings_env, ccfg, pcfg) for fn in app_functions(function_app.app)]
+    printer = PredictionPrinter(ccfg, settings.predictions_hub, out)
+    threads = [threading.Thread(target=t, args=(stop,), daemon=True) for t in [d.run for d in drivers] + [printer.run]]
+    for t in threads:
+        t.start()
+    say("driving functions: " + ", ".join(f"{d.name} ({d.topic}, group {d.group})" for d in drivers))
+    say(f"ingestor: replaying {', '.join(p.name for p in replay_files)} at speed {speed:g}")
+    ingestor = subprocess.Popen(
+        [sys.executable, "-m", "ingestor", "--log-level", "WARNING", "replay", *map(str, replay_files),
+         "--bootstrap-servers", broker.bootstrap_servers, "--topic", settings.ticks_hub,
+         "--deadletter-topic", settings.deadletter_hub, "--speed", str(speed)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        stdout, _ = ingestor.communicate(timeout=max(deadline - time.monotonic(), 1))
+        if ingestor.returncode != 0:
+            raise RuntimeError(f"ingestor failed with exit code {ingestor.returncode}")
+        replay_stats = json.loads(stdout.strip().splitlines()[-1])
+        say(
+            f"ingestor finished: {replay_stats['published']} ticks published, {replay_stats['malformed']}"
+            f" malformed lines set aside, {replay_stats['ticks_per_second']:,.0f} ticks/s"
+        )
+        by_name = {d.name: d for d in drivers}
+        _wait_drained(by_name["predict"], by_name["archive"], printer, replay_stats["published"], deadline)
+        say(f"pipeline drained: {_counts(drivers)}")
+    finally:
+        if ingestor.poll() is None:
+            ingestor.terminate()
+            ingestor.wait(10)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        for d in drivers:
+            d.close()
+        drivers.clear()
+        reset_services()
+        gc.collect()  # drop Kafka clients now, before the broker goes away
+    summary = print_summary(store, out)
+    store.close()
+    return {"symbols": summary, "replay": replay_stats, "printed": printer.printed}
+
+
+def _counts(drivers) -> str:
+    return "; ".join(
+        f"{d.name} consumed {d.totals.consumed}"
+        + "".join(f", produced {n} to {t}" for t, n in sorted(d.totals.produced.items()))
+        for d in drivers
+    )
 
 
 def _register_initial_model(registry, key: str, history_file: Path, level: float, say) -> None:
@@ -224,8 +269,9 @@ def _register_initial_model(registry, key: str, history_file: Path, level: float
     )
 
 
-def _wait_drained(predict, archive, published_ticks: int, deadline: float) -> None:
-    """Wait until ``predict`` committed every published tick and ``archive`` every output of ``predict``.
+def _wait_drained(predict, archive, printer, published_ticks: int, deadline: float) -> None:
+    """Wait until ``predict`` committed every published tick, and ``archive`` and the printer
+    consumed every output of ``predict``.
 
     Counts, not watermarks: Tansu 0.6 reports a high watermark that is not the
     next offset (measured: 1 after ten single-record produces), so lag from
@@ -233,7 +279,7 @@ def _wait_drained(predict, archive, published_ticks: int, deadline: float) -> No
     """
     while time.monotonic() < deadline:
         outputs = predict.totals.produced.get(archive.topic, 0)
-        if predict.totals.consumed >= published_ticks and archive.totals.consumed >= outputs:
+        if predict.totals.consumed >= published_ticks and min(archive.totals.consumed, printer.seen) >= outputs:
             return
         time.sleep(0.2)
     raise RuntimeError(
@@ -253,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=170.0, help="seconds before giving up")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # azure.functions warns that auth levels only apply to HTTP functions; there are none yet.
+    logging.getLogger().handlers[0].addFilter(lambda r: "Auth level is not applied" not in r.getMessage())
     with tempfile.TemporaryDirectory(prefix="tickcast-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)

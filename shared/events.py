@@ -207,12 +207,13 @@ def decode_tick(raw: bytes | str | Mapping[str, Any]) -> Tick:
     obj = _load(raw)
     if obj.get("type") != Tick.type:
         raise MalformedEventError(f"expected type 'tick', got {obj.get('type')!r}")
+    exchange, symbol = _str(obj, "exchange"), _str(obj, "symbol")
     side = obj.get("side")
     if side not in SIDES:
         raise MalformedEventError(f"side must be one of {SIDES}, got {side!r}")
     return Tick(
-        exchange=_str(obj, "exchange"),
-        symbol=_str(obj, "symbol"),
+        exchange=exchange,
+        symbol=symbol,
         trade_id=_int(obj, "trade_id", optional=True),
         price=_num(obj, "price", positive=True),
         quantity=_num(obj, "quantity"),
