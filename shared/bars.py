@@ -73,12 +73,17 @@ class BarBuilder:
 
         The tick must belong to this builder's symbol (not checked on the hot path).
         """
-        if tick.trade_id is not None:
-            if self._last_trade_id is not None and tick.trade_id <= self._last_trade_id:
-                self.out_of_sequence += 1
-                return None
-            self._last_trade_id = tick.trade_id
+        trade_id = tick.trade_id
+        if trade_id is not None and self._last_trade_id is not None and trade_id <= self._last_trade_id:
+            self.out_of_sequence += 1
+            return None
         minute = tick.event_time_ms - tick.event_time_ms % MINUTE_MS
+        if self._minute is not None and minute < self._minute:
+            # checked before the id is recorded: a late tick must not move the id forward
+            self.late += 1
+            return None
+        if trade_id is not None:
+            self._last_trade_id = trade_id
         price = tick.price
         if minute == self._minute:
             if price > self._high:
@@ -88,9 +93,6 @@ class BarBuilder:
             self._close = price
             self._volume += tick.quantity
             self._count += 1
-            return None
-        if self._minute is not None and minute < self._minute:
-            self.late += 1
             return None
         closed = self._snapshot()
         self._minute = minute

@@ -151,8 +151,9 @@ def _load(raw: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
             raise MalformedEventError(f"not JSON: {exc}") from None
     if not isinstance(obj, Mapping):
         raise MalformedEventError(f"not a JSON object: {type(obj).__name__}")
-    if obj.get("v") != SCHEMA_VERSION:
-        raise MalformedEventError(f"unsupported schema version v={obj.get('v')!r}")
+    version = obj.get("v")
+    if type(version) is not int or version != SCHEMA_VERSION:  # JSON true is not version 1
+        raise MalformedEventError(f"unsupported schema version v={version!r}")
     return obj
 
 

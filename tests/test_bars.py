@@ -198,6 +198,22 @@ def test_flush_returns_the_open_bar_and_none_before_any_tick():
     assert b.flush() is None
 
 
-@pytest.mark.parametrize("ms, expected", [(0, 0), (59_999, 0), (60_000, 60_000), (1723161255342, 1723161240000)])
+@pytest.mark.parametrize(
+    "ms, expected", [(0, 0), (59_999, 0), (60_000, 60_000), (1723161255342, 1723161240000)]
+)
 def test_minute_of(ms, expected):
     assert minute_of(ms) == expected
+
+
+def test_late_tick_with_a_higher_trade_id_does_not_move_the_id_forward():
+    from shared.bars import BarBuilder
+    from shared.events import Tick
+
+    b = BarBuilder("binance", "BTCUSDT")
+    t = lambda ms, i: Tick("binance", "BTCUSDT", i, 100.0, 1.0, "buy", ms, ms)  # noqa: E731
+    b.add(t(1_000, 1))
+    b.add(t(61_000, 2))  # closes minute 0
+    assert b.add(t(2_000, 1_000)) is None and b.late == 1  # late, with a spurious high id
+    assert b.add(t(62_000, 3)) is None  # the next real trade is still accepted
+    assert b.out_of_sequence == 0
+    assert b.flush().trade_count == 2

@@ -100,6 +100,7 @@ def test_wire_form_is_compact_json_with_version_and_type_first():
     assert raw.startswith(b'{"v":1,"type":"tick",')
     assert b" " not in raw
     assert list(json.loads(raw))[:2] == ["v", "type"]
+    assert json.loads(raw)["v"] == SCHEMA_VERSION == 1
     assert json.loads(encode(BAR))["type"] == "bar"
     assert json.loads(encode(PREDICTION))["type"] == "prediction"
     assert json.loads(encode(DeadLetter("ticks", "ticks/0@1", "why", "{}")))["type"] == "deadletter"
@@ -174,13 +175,13 @@ def test_missing_schema_version():
     _rejects(decode_tick, obj, "version")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG shared/events.py _load: `obj.get('v') != SCHEMA_VERSION` lets JSON true through as v=1 "
-    "(True == 1 in Python), although booleans are refused as numbers everywhere else",
-)
-def test_boolean_schema_version_is_rejected():
-    _rejects(decode_tick, encode(TICK).replace(b'"v":1', b'"v":true'), "version")
+@pytest.mark.parametrize("token", [b"true", b"1.0"])
+def test_boolean_or_float_schema_version_is_rejected(token):
+    # JSON true used to pass as v=1 (True == 1 in Python), though booleans are refused as numbers elsewhere
+    raw = encode(TICK).replace(b'"v":1', b'"v":' + token)
+    assert raw.startswith(b'{"v":' + token + b',')
+    _rejects(decode_tick, raw, "version")
+    _rejects(decode_output, encode(BAR).replace(b'"v":1', b'"v":' + token), "version")
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from ingestor.replay import ReplaySource, merged_records, replay
 from local_stack.tansu import TansuBroker, consumer_config, producer_config
 from shared.events import DeadLetter, Tick, decode_tick
 from shared.parsers import read_recorded
-from tests.test_parsers import BTC_SPOT_CSV, ETH_SPOT_CSV, KRAKEN_CSV, data_file
+from tests.data_files import BTC_SPOT_CSV, ETH_SPOT_CSV, KRAKEN_CSV, data_file
 
 REPO = Path(__file__).resolve().parent.parent
 

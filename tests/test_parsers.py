@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -16,24 +15,16 @@ from shared.events import MalformedEventError, Tick, decode_tick, encode
 from shared.parsers import parse_trade, read_recorded, split_ws_line
 from shared.parsers.recorded import detect_format, exchange_from_name
 
-REPO = Path(__file__).resolve().parent.parent
-DATA_DIRS = [os.environ.get("TICKCAST_DATA_DIR", ""), "/work/shared/data", str(REPO / "samples")]
-
-BTC_SPOT_CSV = "binance_spot_BTCUSDT_trades_20240808T2354Z-20240809T0005Z.csv.gz"
-ETH_SPOT_CSV = "binance_spot_ETHUSDT_trades_20240808T2354Z-20240809T0005Z.csv.gz"
-USDM_CSV = "binance_usdm_BTCUSDT_trades_20240808T2354Z-20240809T0000Z.csv.gz"
-USDM_0718_CSV = "binance_usdm_BTCUSDT_trades_20240718T2357Z-20240719T0005Z.csv.gz"
-BTC_WS_RAW = "binance_spot_BTCUSDT_ws_raw_20240808T2354Z-20240809T0005Z.txt.gz"
-KRAKEN_CSV = "kraken_XBTUSD_trades_20190701T00Z-01Z.csv.gz"
-WS_SAMPLES = "ws_message_samples.txt"
-
-
-def data_file(name: str) -> Path:
-    """Path of a recorded data file; skips the test when it is not available."""
-    for directory in DATA_DIRS:
-        if directory and (Path(directory) / name).is_file():
-            return Path(directory) / name
-    pytest.skip(f"recorded data file {name} not found in {DATA_DIRS}")
+from tests.data_files import (  # noqa: E402
+    BTC_SPOT_CSV,
+    BTC_WS_RAW,
+    ETH_SPOT_CSV,
+    KRAKEN_CSV,
+    USDM_0718_CSV,
+    USDM_CSV,
+    WS_SAMPLES,
+    data_file,
+)
 
 
 SPOT_TRADE = {
