@@ -161,7 +161,9 @@ class EventHubFunctionDriver:
         self.on_batch = on_batch
         self.consumer = Consumer({**consumer_config, "group.id": self.group, "enable.auto.commit": False})
         self.producer = Producer(dict(producer_config))
-        self.consumer.subscribe([self.topic])
+        self.assigned = threading.Event()
+        """Set once the consumer group has assigned partitions to this driver."""
+        self.consumer.subscribe([self.topic], on_assign=lambda _c, _parts: self.assigned.set())
         self._failed_deliveries = 0
         self.totals = BatchReport()
         """Cumulative records consumed and committed, and outputs produced, per topic."""

@@ -202,6 +202,9 @@ def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, 
     threads = [threading.Thread(target=t, args=(stop,), daemon=True) for t in [d.run for d in drivers] + [printer.run]]
     for t in threads:
         t.start()
+    for d in drivers:  # like a warm Functions host: consumers own their partitions before ticks flow
+        if not d.assigned.wait(max(deadline - time.monotonic(), 1)):
+            raise RuntimeError(f"{d.name}: consumer group {d.group} was not assigned partitions in time")
     say("driving functions: " + ", ".join(f"{d.name} ({d.topic}, group {d.group})" for d in drivers))
     say(f"ingestor: replaying {', '.join(p.name for p in replay_files)} at speed {speed:g}")
     ingestor = subprocess.Popen(

@@ -120,8 +120,10 @@ def _set_parent_death_signal() -> None:  # runs in the child between fork and ex
 
 
 def _kill(process: subprocess.Popen[bytes], timeout: float) -> None:
+    # Tansu shuts down on SIGINT (Ctrl-C) at once, but ignores SIGTERM while it has
+    # ever had a client connection (measured: still running 3 s after SIGTERM).
     if process.poll() is None:
-        process.terminate()
+        process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -328,7 +330,7 @@ class TansuBroker:
         )
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the broker: SIGTERM, then SIGKILL after ``timeout`` seconds. Idempotent.
+        """Stop the broker: SIGINT, then SIGKILL after ``timeout`` seconds. Idempotent.
 
         All topics and messages are lost (memory storage).
         """

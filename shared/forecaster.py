@@ -44,6 +44,11 @@ DEFAULT_RESIDUAL_WINDOW = 1_000
 """Residuals kept for the conformal interval: about 17 hours of minutes."""
 DEFAULT_SCALE_FEATURE = "vol_15"
 """Feature whose value scales the residuals of the interval (a volatility, same units as returns)."""
+PARKINSON_FACTOR = 1 / math.sqrt(4 * math.log(2))
+"""Parkinson's range-based volatility of one bar is ``ln(high / low) * PARKINSON_FACTOR``
+(M. Parkinson, "The extreme value method for estimating the variance of the rate of
+return", Journal of Business 53, 1980). Used as the residual scale while ``vol_15``
+is still undefined (fewer than two returns seen)."""
 MIN_SCALE = 1e-5
 """Floor of the residual scale (0.1 basis point), so quiet or flat minutes cannot divide by zero."""
 DEFAULT_MAX_ABS_RETURN = 0.05
@@ -109,7 +114,10 @@ class ReturnForecaster:
         return max(-self.max_abs_return, min(self.max_abs_return, r))
 
     def _scale(self, x: dict[str, float]) -> float:
-        return max(x.get(self.scale_feature, 0.0), MIN_SCALE)
+        scale = x.get(self.scale_feature, 0.0)
+        if scale <= 0.0:  # not yet defined: one bar's range stands in
+            scale = x.get("range_1", 0.0) * PARKINSON_FACTOR
+        return max(scale, MIN_SCALE)
 
     def predict(self, x: dict[str, float]) -> tuple[float, float, float]:
         """Return ``(r_hat, lower, upper)``: the predicted log return and its interval bounds."""
