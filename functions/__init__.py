@@ -6,9 +6,7 @@ def reset_services() -> None:
 
     The local stack calls this when it (re)starts the functions with new app settings.
     """
-    from functions import archive, predict
+    from functions import archive, predict  # noqa: F401 - registers their services
+    from functions.common import reset_all
 
-    if archive._service is not None:
-        archive._service.store.close()
-    archive._service = None
-    predict._service = None
+    reset_all()

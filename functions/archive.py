@@ -11,23 +11,12 @@ import logging
 
 import azure.functions as func
 
-from functions.common import as_text, raw_events
-from shared.archiving import ArchiveService
-from shared.settings import Settings
+from functions.common import ProcessService, as_text, raw_events
 from shared.wiring import make_archive_service
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
-
-_service: ArchiveService | None = None
-
-
-def service() -> ArchiveService:
-    """The process-wide :class:`ArchiveService`, created on first use from the app settings."""
-    global _service
-    if _service is None:
-        _service = make_archive_service(Settings.from_env())
-    return _service
+service = ProcessService(make_archive_service, close=lambda s: s.store.close())
 
 
 @bp.function_name("archive")
@@ -42,7 +31,7 @@ def service() -> ArchiveService:
 @bp.event_hub_output(arg_name="deadletters", event_hub_name="%DEADLETTER_HUB_NAME%", connection="EVENTHUB")
 def archive(events: list[func.EventHubEvent], deadletters: func.Out[list[str]]) -> None:
     """Upsert a batch of bar and prediction events into the history store."""
-    result = service().handle(raw_events("predictions", events))
+    result = service.get().handle(raw_events("predictions", events))
     if result.deadletters:
         deadletters.set(as_text(result.deadletters))
     log.info("archive batch: %s", dict(result.counts))

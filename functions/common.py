@@ -2,9 +2,48 @@
 
 from __future__ import annotations
 
+from typing import Callable, Generic, TypeVar
+
 import azure.functions as func
 
 from shared.batches import RawEvent
+from shared.settings import Settings
+
+T = TypeVar("T")
+_SERVICES: list["ProcessService"] = []
+
+
+class ProcessService(Generic[T]):
+    """A service built once per worker process from the app settings, on first use.
+
+    Like the SDK clients of the Azure Functions samples it lives at module level and
+    is reused across invocations; building it lazily lets the app be indexed
+    (``app.get_functions()``) without any settings present.
+    """
+
+    def __init__(self, factory: Callable[[Settings], T], close: Callable[[T], None] | None = None) -> None:
+        self._factory = factory
+        self._close = close
+        self._value: T | None = None
+        _SERVICES.append(self)
+
+    def get(self) -> T:
+        """The service, built from ``Settings.from_env()`` the first time."""
+        if self._value is None:
+            self._value = self._factory(Settings.from_env())
+        return self._value
+
+    def reset(self) -> None:
+        """Close and forget the service, as a fresh worker would; the next ``get`` rebuilds it."""
+        if self._value is not None and self._close is not None:
+            self._close(self._value)
+        self._value = None
+
+
+def reset_all() -> None:
+    """Reset every :class:`ProcessService` of the app."""
+    for service in _SERVICES:
+        service.reset()
 
 
 def raw_events(hub: str, events: list[func.EventHubEvent]) -> list[RawEvent]:

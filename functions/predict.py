@@ -15,23 +15,12 @@ import logging
 
 import azure.functions as func
 
-from functions.common import as_text, raw_events
-from shared.predicting import PredictService
-from shared.settings import Settings
+from functions.common import ProcessService, as_text, raw_events
 from shared.wiring import make_predict_service
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
-
-_service: PredictService | None = None
-
-
-def service() -> PredictService:
-    """The process-wide :class:`PredictService`, created on first use from the app settings."""
-    global _service
-    if _service is None:
-        _service = make_predict_service(Settings.from_env())
-    return _service
+service = ProcessService(make_predict_service)
 
 
 @bp.function_name("predict")
@@ -51,7 +40,7 @@ def predict(
     deadletters: func.Out[list[str]],
 ) -> None:
     """Forecast from a batch of tick events; send bars, predictions and dead letters on."""
-    result = service().handle(raw_events("ticks", events))
+    result = service.get().handle(raw_events("ticks", events))
     predictions.set(as_text(result.outputs))
     if result.deadletters:
         deadletters.set(as_text(result.deadletters))

@@ -376,29 +376,7 @@ class HistoryStore:
         sqlalchemy.exc.SQLAlchemyError
             The database refused the write; nothing of this call is kept.
         """
-        now = _now_ms()
-        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for bar in bars:
-            row = {
-                "exchange": bar.exchange,
-                "symbol": bar.symbol,
-                "open_time_ms": bar.open_time_ms,
-                "open": bar.open,
-                "high": bar.high,
-                "low": bar.low,
-                "close": bar.close,
-                "volume": bar.volume,
-                "trade_count": bar.trade_count,
-                "updated_at_ms": now,
-            }
-            _check_key_lengths(row)
-            rows[tuple(row[k] for k in _BAR_KEY)] = row
-        if not rows:
-            return 0
-        with self.engine.begin() as conn:
-            conn.execute(self._upsert(bars_table, _BAR_KEY, _BAR_VALUES), list(rows.values()))
-            self._refresh_realised(conn, rows.values(), "open_time_ms", now)
-        return len(rows)
+        return self._write(bars_table, _BAR_KEY, _BAR_VALUES, bars, "open_time_ms")
 
     def upsert_predictions(self, predictions: Iterable[Prediction]) -> int:
         """Insert or replace predictions, filling ``realised_close`` if the target bar is stored.
@@ -428,32 +406,24 @@ class HistoryStore:
         sqlalchemy.exc.SQLAlchemyError
             The database refused the write; nothing of this call is kept.
         """
+        return self._write(predictions_table, _PREDICTION_KEY, _PREDICTION_VALUES, predictions, "target_time_ms")
+
+    def _write(
+        self, table: sa.Table, key: Sequence[str], values: Sequence[str], records: Iterable[Any], minute: str
+    ) -> int:
+        """Upsert ``records`` (attributes named as the columns) and refresh realised closes by ``minute``."""
         now = _now_ms()
         rows: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for p in predictions:
-            row = {
-                "exchange": p.exchange,
-                "symbol": p.symbol,
-                "target_time_ms": p.target_time_ms,
-                "model_version": p.model_version,
-                "made_at_ms": p.made_at_ms,
-                "last_close": p.last_close,
-                "predicted_close": p.predicted_close,
-                "lower": p.lower,
-                "upper": p.upper,
-                "interval_level": p.interval_level,
-                "latency_ms": p.latency_ms,
-                "updated_at_ms": now,
-            }
+        for record in records:
+            row = {c: getattr(record, c) for c in key + values if c != "updated_at_ms"}
+            row["updated_at_ms"] = now
             _check_key_lengths(row)
-            rows[tuple(row[k] for k in _PREDICTION_KEY)] = row
+            rows[tuple(row[k] for k in key)] = row  # the last occurrence of a key wins
         if not rows:
             return 0
         with self.engine.begin() as conn:
-            conn.execute(
-                self._upsert(predictions_table, _PREDICTION_KEY, _PREDICTION_VALUES), list(rows.values())
-            )
-            self._refresh_realised(conn, rows.values(), "target_time_ms", now)
+            conn.execute(self._upsert(table, key, values), list(rows.values()))
+            self._refresh_realised(conn, rows.values(), minute, now)
         return len(rows)
 
     def _upsert(self, table: sa.Table, key: Sequence[str], values: Sequence[str]) -> sa.Executable:
