@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 SCHEMA_VERSION = 1
@@ -133,7 +133,9 @@ _TYPES: dict[str, type] = {cls.type: cls for cls in (Tick, Bar, Prediction, Dead
 
 def to_dict(event: Event) -> dict[str, Any]:
     """Return the wire form of ``event`` as a dict with ``v`` and ``type`` first."""
-    return {"v": SCHEMA_VERSION, "type": event.type, **asdict(event)}
+    # Every field is a scalar, so reading the slots is enough (``dataclasses.asdict``
+    # deep-copies recursively and was two thirds of the ingestor's per-tick cost).
+    return {"v": SCHEMA_VERSION, "type": event.type, **{f: getattr(event, f) for f in event.__slots__}}
 
 
 def encode(event: Event) -> bytes:
