@@ -12,11 +12,13 @@ import logging
 import time
 from typing import Callable, Iterable
 
+from azure.core.exceptions import AzureError
+
 from shared.batches import BatchResult, RawEvent
 from shared.engine import ForecastEngine
 from shared.events import MalformedEventError, Tick, decode_tick, encode
 from shared.forecaster import ReturnForecaster
-from shared.registry import ModelNotFoundError, ModelRegistry, RegistryError
+from shared.registry import ModelRegistry, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ class RegistryModelSource:
             return self._cached[1]
         try:
             found = self.registry.load_current(self.default_key)
-        except (RegistryError, ModelNotFoundError) as exc:
+        except (RegistryError, AzureError) as exc:  # e.g. digest mismatch, storage unreachable
             log.error("cannot load model %r for %s %s: %s", self.default_key, exchange, symbol, exc)
             found = None
         result = None if found is None else (found[0], found[1].version)

@@ -20,6 +20,7 @@ from functions import archive as archive_module
 from functions import predict as predict_module
 from functions import reset_services
 from local_stack.functions_host import CollectingOut, app_functions
+from shared.batches import RawEvent
 from shared.events import Tick, encode
 from shared.features import FEATURE_NAMES
 from shared.forecaster import ReturnForecaster
@@ -161,3 +162,22 @@ def test_archive_sets_aside_malformed_events(app_settings, mysql_url):
     assert letter["source"] == "predictions" and "close" in letter["reason"]
     with HistoryStore.from_url(mysql_url) as store:
         assert [b.close for b in store.bars("kraken", "BTC/USD")] == [10751.2]
+
+
+def test_unreachable_model_storage_starts_the_symbol_cold(monkeypatch):
+    """A registry that cannot be reached is logged; the stream goes on with a cold model."""
+    from shared.predicting import build_predict_service
+    from shared.registry import ModelRegistry
+    from azure.storage.blob import ContainerClient
+
+    dead = ContainerClient.from_connection_string(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1",  # port 9 (discard): nothing listens
+        "models", retry_total=0,
+    )
+    service = build_predict_service(ModelRegistry(dead), "default", 0.9, 10.0)
+    ticks = [r.tick for r in read_recorded(KRAKEN) if r.tick is not None][:300]
+    result = service.handle([RawEvent(encode(t), str(i)) for i, t in enumerate(ticks)])
+    versions = {json.loads(x)["model_version"] for x in result.outputs if b'"prediction"' in x}
+    assert versions == {"cold-start"}
