@@ -7,14 +7,14 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 ARGS ?=
 
-.PHONY: run test bench check-tools mariadb clean
+.PHONY: run test bench check-tools mariadb chromium clean
 
 check-tools:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tickcast needs Python >= 3.11 (found " + sys.version.split()[0] + ")")'
 	@command -v node >/dev/null || { echo "tickcast needs Node.js 20 for Azurite: apt-get install nodejs npm"; exit 1; }
 	@command -v npm >/dev/null || { echo "tickcast needs npm for Azurite: apt-get install npm"; exit 1; }
 
-$(STAMP): requirements.txt requirements-dev.txt infra/requirements.txt | check-tools
+$(STAMP): requirements.txt requirements-dev.txt ingestor/requirements.txt infra/requirements.txt | check-tools
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -32,10 +32,18 @@ mariadb:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null; \
 	else echo "The tests need MariaDB: run 'sudo apt-get install mariadb-server' and retry."; exit 1; fi
 
+# The dashboard's browser test drives Debian's Chromium (/usr/bin/chromium) through Playwright.
+chromium:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "The browser test needs Chromium: run 'sudo apt-get install chromium' and retry."; exit 1; fi
+
 run: $(STAMP) $(NODE_STAMP)
 	$(PY) -m local_stack $(ARGS)
 
-test: $(STAMP) $(NODE_STAMP) mariadb
+test: $(STAMP) $(NODE_STAMP) mariadb chromium
 	$(PY) -m pytest $(ARGS)
 
 bench: $(STAMP)

@@ -24,7 +24,7 @@ class ArchiveService:
         self.source = source
 
     def handle(self, batch: Iterable[RawEvent]) -> BatchResult:
-        """Decode, validate and upsert one batch; returns counts (``bars``, ``predictions``, ``malformed``).
+        """Decode, validate and upsert one batch; returns counts (``bars``, ``predictions``, ``model_changes``, ``malformed``).
 
         Raises whatever the store raises when the database is unreachable: the
         trigger's retry (or the local driver not committing offsets) redelivers.
@@ -38,7 +38,12 @@ class ArchiveService:
             except MalformedEventError as exc:
                 result.set_aside(self.source, raw, str(exc))
                 continue
-            (bars if isinstance(event, Bar) else predictions).append(event)
+            if isinstance(event, Bar):
+                bars.append(event)
+            elif isinstance(event, Prediction):
+                predictions.append(event)
+            else:  # a model change: the registry's decision log already records it
+                result.counts["model_changes"] += 1
         # Bars first, so predictions in this batch can find their realised close.
         if bars:
             self.store.upsert_bars(bars)

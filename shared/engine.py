@@ -172,4 +172,5 @@ class ForecastEngine:
             interval_level=state.forecaster.interval_level,
             model_version=state.model_version,
             latency_ms=made_at - closing_ingest_ms,
+            drift_alarms=getattr(state.forecaster, "drift_alarms", 0),
         )

@@ -93,6 +93,8 @@ class Prediction:
     ``lower``/``upper`` bound the prediction interval at ``interval_level``
     (e.g. 0.9 for 90 %), all prices in quote currency. ``latency_ms`` is the
     time from the ingest of the tick that closed the bar to ``made_at_ms``.
+    ``drift_alarms`` counts the concept-drift alarms raised by the model's drift
+    detector on this symbol since the model version started serving it.
     """
 
     exchange: str
@@ -106,6 +108,7 @@ class Prediction:
     interval_level: float
     model_version: str
     latency_ms: int
+    drift_alarms: int
 
     type = "prediction"
 
@@ -127,8 +130,27 @@ class DeadLetter:
     type = "deadletter"
 
 
-Event = Tick | Bar | Prediction | DeadLetter
-_TYPES: dict[str, type] = {cls.type: cls for cls in (Tick, Bar, Prediction, DeadLetter)}
+@dataclass(frozen=True, slots=True)
+class ModelChange:
+    """A champion change of one model key (hub ``predictions``, ``type`` = ``model_change``).
+
+    Emitted when ``promote_model`` promotes ``version`` to champion of ``key``
+    (``previous_version`` is ``"none"`` when there was no champion).
+    ``changed_at_ms`` is when the pointer was written (ms since epoch UTC);
+    ``reason`` states the decision with its holdout figures.
+    """
+
+    key: str
+    version: str
+    previous_version: str
+    changed_at_ms: int
+    reason: str
+
+    type = "model_change"
+
+
+Event = Tick | Bar | Prediction | DeadLetter | ModelChange
+_TYPES: dict[str, type] = {cls.type: cls for cls in (Tick, Bar, Prediction, DeadLetter, ModelChange)}
 
 
 def to_dict(event: Event) -> dict[str, Any]:
@@ -239,19 +261,21 @@ def _decode_fields(cls: type, obj: Mapping[str, Any]) -> Event:
     return cls(**values)
 
 
-def decode_output(raw: bytes | str | Mapping[str, Any]) -> Bar | Prediction:
-    """Decode and validate an event from the ``predictions`` hub (a bar or a prediction).
+def decode_output(raw: bytes | str | Mapping[str, Any]) -> Bar | Prediction | ModelChange:
+    """Decode and validate an event from the ``predictions`` hub (bar, prediction or model change).
 
     Raises
     ------
     MalformedEventError
-        Not JSON, wrong ``v``, a ``type`` other than ``bar``/``prediction``, or an
-        invalid field (prices must be finite and > 0).
+        Not JSON, wrong ``v``, a ``type`` other than ``bar``/``prediction``/``model_change``,
+        or an invalid field (prices must be finite and > 0).
     """
     obj = _load(raw)
     cls = _TYPES.get(obj.get("type"))  # type: ignore[arg-type]
-    if cls not in (Bar, Prediction):
-        raise MalformedEventError(f"expected type 'bar' or 'prediction', got {obj.get('type')!r}")
+    if cls not in (Bar, Prediction, ModelChange):
+        raise MalformedEventError(
+            f"expected type 'bar', 'prediction' or 'model_change', got {obj.get('type')!r}"
+        )
     event = _decode_fields(cls, obj)
     if isinstance(event, Prediction) and not 0 < event.interval_level < 1:
         raise MalformedEventError(f"interval_level must be in (0, 1), got {event.interval_level!r}")

@@ -111,6 +111,7 @@ predictions_table = sa.Table(
     sa.Column("upper", _price(), nullable=False),
     sa.Column("interval_level", _price(), nullable=False),
     sa.Column("latency_ms", sa.BigInteger, nullable=False),
+    sa.Column("drift_alarms", sa.Integer, nullable=False, server_default="0"),
     sa.Column("realised_close", _price(), nullable=True),
     sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
     comment="forecasts of the close of the minute starting at target_time_ms, with the realised close",
@@ -133,6 +134,7 @@ _PREDICTION_VALUES = (
     "upper",
     "interval_level",
     "latency_ms",
+    "drift_alarms",
     "updated_at_ms",
 )
 

@@ -23,7 +23,7 @@ def make_registry(settings: Settings) -> ModelRegistry | None:
 def make_predict_service(settings: Settings) -> PredictService:
     """A :class:`PredictService` whose symbols start from the registry's champion of ``MODEL_KEY``."""
     return build_predict_service(
-        make_registry(settings), settings.model_key, settings.interval_level, settings.model_cache_seconds
+        make_registry(settings), settings.model_key, settings.interval_level, settings.model_poll_seconds
     )
 
 

@@ -17,6 +17,7 @@ from shared.events import (
     Tick,
     decode_output,
     decode_tick,
+    ModelChange,
     encode,
     to_dict,
     validate_tick,
@@ -26,7 +27,7 @@ TICK = Tick("binance", "BTCUSDT", 3735683259, 61837.63, 0.02, "sell", 1723161255
 BAR = Bar("binance", "BTCUSDT", 1723161240000, 61837.63, 61861.99, 61556.0, 61700.5, 12.345, 1834)
 PREDICTION = Prediction(
     "binance", "BTCUSDT", 1723161360000, 1723161300123, 61700.5, 61702.1, 61650.0, 61760.0, 0.9,
-    "cold-start", 35,
+    "cold-start", 35, 0,
 )
 
 # ----------------------------------------------------------------------------- strategies
@@ -71,6 +72,7 @@ predictions = st.builds(
     interval_level=st.floats(min_value=1e-6, max_value=1 - 1e-6),
     model_version=names,
     latency_ms=st.integers(min_value=-(2**40), max_value=2**40),
+    drift_alarms=st.integers(min_value=0, max_value=10**6),
 )
 
 
@@ -235,7 +237,8 @@ def test_tick_bool_is_not_a_number(field, flag):
     "event, field",
     [(BAR, f) for f in ("open_time_ms", "open", "high", "low", "close", "volume", "trade_count")]
     + [(PREDICTION, f) for f in ("target_time_ms", "made_at_ms", "last_close", "predicted_close",
-                                  "lower", "upper", "interval_level", "latency_ms")],
+                                  "lower", "upper", "interval_level", "latency_ms",
+                                  "drift_alarms")],
 )
 def test_output_bool_is_not_a_number(event, field):
     _rejects(decode_output, to_dict(event) | {field: True}, field)
@@ -335,3 +338,10 @@ def test_output_bad_field_values(event, field, value, why):
 def test_any_invalid_number_is_malformed(tick, field, value):
     with pytest.raises(MalformedEventError, match=field):
         decode_tick(to_dict(tick) | {field: value})
+
+
+def test_model_change_round_trip_and_archive_type_accepted():
+    change = ModelChange("binance-btcusdt", "20261122T2200Z-1a2b", "none", 1795384800123, "no champion")
+    assert decode_output(encode(change)) == change
+    with pytest.raises(MalformedEventError, match="model_change"):
+        decode_output(to_dict(change) | {"type": "tick"})

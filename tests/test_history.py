@@ -45,6 +45,7 @@ def pred(
         interval_level=0.9,
         model_version=version,
         latency_ms=12,
+        drift_alarms=0,
     )
     values.update(kw)
     return Prediction(**values)
