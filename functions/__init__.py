@@ -6,7 +6,7 @@ def reset_services() -> None:
 
     The local stack calls this when it (re)starts the functions with new app settings.
     """
-    from functions import archive, predict  # noqa: F401 - registers their services
+    from functions import archive, predict, promote, retrain  # noqa: F401 - registers their services
     from functions.common import reset_all
 
     reset_all()

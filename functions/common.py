@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import azure.functions as func
 
@@ -10,7 +11,7 @@ from shared.batches import RawEvent
 from shared.settings import Settings
 
 T = TypeVar("T")
-_SERVICES: list["ProcessService"] = []
+_SERVICES: list[ProcessService] = []
 
 
 class ProcessService(Generic[T]):

@@ -5,7 +5,6 @@ All resources are declared in :mod:`tickcast_infra.stack`, which the tests build
 """
 
 import pulumi
-
 from tickcast_infra import StackConfig, build
 
 outputs = build(StackConfig.from_pulumi_config())

@@ -16,6 +16,17 @@ object on stdout.
 
 Exit status: 0 when every message was delivered, 1 when some were not, 2 for usage
 errors, 130 / 143 when stopped by SIGINT / SIGTERM (after flushing).
+
+    python -m ingestor live [--subscriptions "binance:BTCUSDT,ETHUSDT;kraken:BTC/USD"]
+        [--publisher eventhubs|kafka] [--bootstrap-servers HOST:PORT] [--topic ticks]
+        [--deadletter-topic deadletter] [--health-port 8080] [--url SOURCE=ws://...]
+        [-X librdkafka.key=value ...] [--log-format json|text]
+
+``live`` streams trades from the exchanges' websockets to Event Hubs or Kafka until
+SIGTERM / SIGINT (see :mod:`ingestor.live`); every option defaults to its app
+setting (:mod:`ingestor.config`). At the end everything already received is
+published and the counters are printed as one JSON object on stdout. Exit status:
+0 when nothing received was left unpublished, 1 otherwise, 2 for settings errors.
 """
 
 from __future__ import annotations
@@ -27,7 +38,8 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from shared.settings import SETTINGS
 
@@ -75,6 +87,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--flush-timeout", type=float, default=30.0, help="seconds to wait for deliveries at exit"
     )
     rp.add_argument("--progress", action="store_true", help="show a progress bar on stderr (needs tqdm)")
+
+    lv = sub.add_parser("live", help="stream live exchange trades to Event Hubs or Kafka")
+    lv.add_argument(
+        "--subscriptions",
+        default=None,
+        help="';'-separated source:SYMBOL,SYMBOL groups (default INGESTOR_SUBSCRIPTIONS)",
+    )
+    lv.add_argument("--publisher", choices=("eventhubs", "kafka"), default=None,
+                    help="default INGESTOR_PUBLISHER")
+    lv.add_argument(
+        "--bootstrap-servers", default=None, help="Kafka bootstrap servers (default KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    lv.add_argument("--topic", default=None, help="tick hub / topic (default TICKS_HUB_NAME)")
+    lv.add_argument(
+        "--deadletter-topic", default=None, help="dead-letter hub / topic (default DEADLETTER_HUB_NAME)"
+    )
+    lv.add_argument(
+        "--health-port", type=int, default=None, help="/healthz port (default INGESTOR_HEALTH_PORT; 0 = any)"
+    )
+    lv.add_argument(
+        "--url",
+        dest="urls",
+        action="append",
+        type=_config_pair,
+        default=[],
+        metavar="SOURCE=URL",
+        help="websocket endpoint override (repeatable), e.g. --url binance=ws://127.0.0.1:9000/stream",
+    )
+    lv.add_argument(
+        "-X",
+        dest="config",
+        action="append",
+        type=_config_pair,
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra librdkafka producer setting (repeatable; Kafka publisher only)",
+    )
+    lv.add_argument(
+        "--log-format", choices=("json", "text"), default="json", help="log line format (default json)"
+    )
     return parser
 
 
@@ -137,10 +189,61 @@ def run_replay(args: argparse.Namespace) -> int:
     return 1 if undelivered else 0
 
 
+def live_config(args: argparse.Namespace) -> Any:
+    """The :class:`~ingestor.config.IngestorConfig` of a ``live`` command: settings, then options.
+
+    Raises
+    ------
+    shared.settings.SettingsError
+        A setting or option that cannot be used.
+    """
+    from ingestor.config import IngestorConfig, parse_source_urls, parse_subscriptions
+
+    config = IngestorConfig.from_env()
+    urls = dict(config.source_urls)
+    if args.urls:
+        urls.update(parse_source_urls(",".join(f"{k}={v}" for k, v in args.urls)))
+    config = config.replace(
+        publisher=args.publisher,
+        subscriptions=parse_subscriptions(args.subscriptions) if args.subscriptions is not None else None,
+        kafka_bootstrap_servers=args.bootstrap_servers,
+        ticks_hub=args.topic,
+        deadletter_hub=args.deadletter_topic,
+        health_port=args.health_port,
+        source_urls=urls,
+        kafka_config={**config.kafka_config, **dict(args.config)},
+    )
+    config.check()
+    return config
+
+
+def run_live_command(args: argparse.Namespace) -> int:
+    """Run the ``live`` command; returns the exit status."""
+    import asyncio
+
+    from ingestor.live import run_live
+    from shared.settings import SettingsError
+
+    log = logging.getLogger("ingestor")
+    try:
+        config = live_config(args)
+    except SettingsError as exc:
+        log.error("invalid settings: %s", exc)
+        return 2
+    snapshot = asyncio.run(run_live(config))
+    print(json.dumps(snapshot), flush=True)
+    return 1 if snapshot["counters"]["undelivered"] else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m ingestor``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "live":
+        from ingestor.logs import configure_logging
+
+        configure_logging(args.log_level, args.log_format)
+        return run_live_command(args)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

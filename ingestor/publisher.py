@@ -191,7 +191,7 @@ class KafkaPublisher:
                 pass
         return self.published - self.delivered
 
-    def __enter__(self) -> "KafkaPublisher":
+    def __enter__(self) -> KafkaPublisher:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -20,13 +20,12 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, Sequence
-
-from shared.events import DeadLetter, Tick
-from shared.parsers.recorded import RecordedTrade, read_recorded
 
 from ingestor.publisher import Publisher
+from shared.events import DeadLetter, Tick
+from shared.parsers.recorded import RecordedTrade, read_recorded
 
 log = logging.getLogger(__name__)
 

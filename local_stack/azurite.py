@@ -34,9 +34,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Sequence
+from typing import IO
 
 ACCOUNT_NAME = "devstoreaccount1"
 """The emulator's well-known account name."""
@@ -184,7 +185,7 @@ class AzuriteServer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "AzuriteServer":
+    def start(self) -> AzuriteServer:
         """Spawn Azurite and wait until it serves a real SDK request.
 
         Returns
@@ -332,7 +333,7 @@ class AzuriteServer:
             return ""
         return data[-max_bytes:].decode("utf-8", "replace")
 
-    def __enter__(self) -> "AzuriteServer":
+    def __enter__(self) -> AzuriteServer:
         return self.start()
 
     def __exit__(

@@ -17,6 +17,11 @@ A batch is committed in numbered steps (after quix-streams' checkpoint):
 
 So a crash between steps redelivers the batch (at-least-once) and never loses
 an output; the downstream upserts make the redelivery harmless.
+
+A ``signalR`` output binding (messages ``{"target", "arguments"}``, one or a JSON
+array of them, as the Functions host accepts) is validated before step 3 and
+handed to the ``signalr`` sink (the local hub) after step 4; without a sink the
+messages are dropped, as Azure SignalR Service drops messages nobody listens to.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import azure.functions as func
 from azure.functions.decorators.core import BindingDirection
@@ -83,7 +89,7 @@ class CollectingOut(func.Out):
     def __init__(self) -> None:
         self._value: Any = None
 
-    def set(self, val: Any) -> None:  # noqa: A003 - the azure.functions interface
+    def set(self, val: Any) -> None:
         self._value = val
 
     def get(self) -> Any:
@@ -102,6 +108,33 @@ def _key_of(event: str | bytes) -> bytes | None:
     except (ValueError, AttributeError):
         return None
     return symbol.encode() if isinstance(symbol, str) else None
+
+
+def signalr_messages(value: Any) -> list[dict]:
+    """The messages a function set on a ``signalR`` output binding, as the Functions host reads them.
+
+    A JSON string holding one message or an array of messages, a dict, or a list
+    of either; each must be ``{"target": str, "arguments": list}``.
+
+    Raises
+    ------
+    BindingError
+        A value that is not such a message (the host would fail the invocation).
+    """
+    items = value if isinstance(value, (list, tuple)) else [value]
+    messages: list[dict] = []
+    for item in items:
+        if isinstance(item, (str, bytes)):
+            try:
+                item = json.loads(item)
+            except ValueError as exc:
+                raise BindingError(f"signalR output is not JSON: {exc}") from None
+        for message in item if isinstance(item, list) else [item]:
+            if not (isinstance(message, dict) and isinstance(message.get("target"), str)
+                    and isinstance(message.get("arguments", []), list)):
+                raise BindingError(f"signalR output is not a message with target and arguments: {str(message)[:200]}")
+            messages.append(message)
+    return messages
 
 
 @dataclass
@@ -140,6 +173,7 @@ class EventHubFunctionDriver:
         max_batch: int = 500,
         max_wait_s: float = 0.05,
         on_batch: Callable[[BatchReport], None] | None = None,
+        signalr: Callable[[str, list[dict]], None] | None = None,
     ) -> None:
         trigger = function.get_trigger().get_dict_repr()
         if trigger.get("type") != "eventHubTrigger":
@@ -150,9 +184,14 @@ class EventHubFunctionDriver:
         self.topic = resolve(trigger["eventHubName"], settings)
         self.group = resolve(trigger.get("consumerGroup") or "$Default", settings)
         self.outputs: dict[str, str] = {}
+        self.signalr_outputs: dict[str, str] = {}
+        """signalR output binding name -> hub name."""
+        self.signalr = signalr
         for binding in function.get_bindings():
             spec = binding.get_dict_repr()
-            if spec.get("direction") == BindingDirection.OUT:
+            if spec.get("direction") == BindingDirection.OUT and spec.get("type") == "signalR":
+                self.signalr_outputs[spec["name"]] = resolve(spec["hubName"], settings)
+            elif spec.get("direction") == BindingDirection.OUT:
                 if spec.get("type") != "eventHub":
                     raise BindingError(f"{self.name}: output binding type {spec.get('type')} is not supported locally")
                 self.outputs[spec["name"]] = resolve(spec["eventHubName"], settings)
@@ -193,13 +232,15 @@ class EventHubFunctionDriver:
                 partition_key=(m.key() or b"").decode("utf-8", "replace") or None,
                 sequence_number=m.offset(),
                 offset=f"{m.partition()}:{m.offset()}",
-                enqueued_time=datetime.fromtimestamp(m.timestamp()[1] / 1000, tz=timezone.utc),
+                enqueued_time=datetime.fromtimestamp(m.timestamp()[1] / 1000, tz=UTC),
             )
             for m in records
         ]
         # 2. call the function
         outs = {name: CollectingOut() for name in self.outputs}
-        self.user_function(**{self.trigger_arg: events}, **outs)
+        hub_outs = {name: CollectingOut() for name in self.signalr_outputs}
+        self.user_function(**{self.trigger_arg: events}, **outs, **hub_outs)
+        hub_messages = {name: signalr_messages(out.get()) for name, out in hub_outs.items() if out.get() is not None}
         # 3. produce its outputs
         self._failed_deliveries = 0
         for name, out in outs.items():
@@ -212,6 +253,12 @@ class EventHubFunctionDriver:
         # 4. flush: every output acknowledged before anything is committed
         if self.producer.flush(30) > 0 or self._failed_deliveries:
             raise CommitError(f"{self.name}: {self._failed_deliveries} outputs failed or unflushed; offsets not committed")
+        # after the flush, before the commit: SignalR messages to the hub (at most a duplicate on redelivery)
+        for name, messages in hub_messages.items():
+            hub = self.signalr_outputs[name]
+            report.produced[f"signalR:{hub}"] = len(messages)
+            if self.signalr is not None:
+                self.signalr(hub, messages)
         # 5. commit the consumed offsets
         offsets: dict[tuple[str, int], int] = {}
         for m in records:

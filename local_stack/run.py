@@ -9,10 +9,17 @@ Steps (each one prints a line):
    register it as the champion of ``MODEL_KEY``;
 5. drive the ``predict`` and ``archive`` functions from Kafka consumers, and
    print every prediction from a third consumer group (an external consumer);
+   drive ``retrain`` on a short timer (every ``RETRAIN_EVERY_S`` seconds) and
+   ``promote_model`` from a poller of Azurite standing in for Event Grid, printing
+   each retrain outcome, promotion decision and model swap;
 6. run the ingestor (a child process) on a bundled recorded trade file;
 7. wait until every tick was processed and every output archived, print a
    summary per symbol (predictions, MAE of model and persistence, latency), and
    stop every process it started.
+
+With ``web`` (``make run`` passes it), the HTTP API, the dashboard and a local
+SignalR hub fed by ``predict`` are served from the start (the URL is printed),
+and after the replay until Ctrl-C unless ``--exit-when-done``.
 """
 
 from __future__ import annotations
@@ -28,9 +35,9 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence
 
 from confluent_kafka import Consumer
 
@@ -44,7 +51,7 @@ log = logging.getLogger("tickcast.local")
 
 
 def _fmt_time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def format_prediction(event: dict) -> str:
@@ -116,8 +123,14 @@ def run(
     timeout_s: float = 170.0,
     broker=None,
     azurite=None,
+    web=None,
 ) -> dict:
     """Run the local stack end to end; return the summary (see :func:`print_summary`).
+
+    ``web`` (a :class:`~local_stack.http_host.WebOptions`) also serves the HTTP API,
+    the dashboard and a local SignalR hub fed by ``predict``, and may keep serving
+    after the replay until ``web.serve_until`` is set; ``None`` (the default) serves
+    nothing and returns when the pipeline drained.
 
     ``broker`` (a started :class:`~local_stack.tansu.TansuBroker`) and ``azurite`` (a
     started :class:`~local_stack.azurite.AzuriteServer`) may be given, e.g. by tests
@@ -135,14 +148,18 @@ def run(
     from local_stack.tansu import TansuBroker
 
     started = time.monotonic()
-    say = lambda msg: print(f"[{time.monotonic() - started:6.1f}s] {msg}", file=out, flush=True)  # noqa: E731
+    say = lambda msg: print(f"[{time.monotonic() - started:6.1f}s] {msg}", file=out, flush=True)
     with contextlib.ExitStack() as stack:
         if broker is None:
             broker = stack.enter_context(TansuBroker())
         if azurite is None:
             azurite = stack.enter_context(AzuriteServer(in_memory=True))
         say(f"Tansu broker on {broker.bootstrap_servers}; Azurite blob service on {azurite.blob_endpoint}")
+        from shared.settings import SETTINGS
+
         settings_env = {
+            # every documented default, as the app settings the binding expressions resolve against
+            **{name: setting.default for name, setting in SETTINGS.items() if setting.default},
             "TICKS_HUB_NAME": "ticks",
             "PREDICTIONS_HUB_NAME": "predictions",
             "DEADLETTER_HUB_NAME": "deadletter",
@@ -150,11 +167,22 @@ def run(
             "ARCHIVE_CONSUMER_GROUP": "archive",
             "MODEL_STORAGE": azurite.connection_string,
             "HISTORY_SQLITE_PATH": str(workdir / "history.sqlite3"),
+            **LIFECYCLE_ENV,
             **(env or {}),
         }
         stack.enter_context(_environment(settings_env))
+        stack.enter_context(_lifecycle_log(say))
+        server = None
+        if web is not None:
+            from local_stack.http_host import serve_dashboard
+
+            server = stack.enter_context(serve_dashboard(web, settings_env, say))
         summary = _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, out,
-                                deadline=started + timeout_s)
+                                deadline=started + timeout_s, signalr=server.hub.publish if server else None)
+        if server is not None:
+            from local_stack.http_host import linger
+
+            linger(server, web, say)
     say("stopped every process started")
     return summary
 
@@ -174,7 +202,7 @@ def _environment(values: dict[str, str]):
                 os.environ[k] = v
 
 
-def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, out, deadline) -> dict:
+def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, out, deadline, signalr=None) -> dict:
     import function_app
     from functions import reset_services
     from local_stack.functions_host import EventHubFunctionDriver, app_functions
@@ -190,22 +218,28 @@ def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, 
     say(f"history store: {store!r}")
     registry = make_registry(settings)
     registry.ensure_container()
-    _register_initial_model(registry, settings.model_key, history_file, settings.interval_level, say)
+    _register_initial_model(registry, settings.model_key, history_file, settings.interval_level, say,
+                            family=settings.forecast_model)
 
     reset_services()  # a fresh worker: functions build their clients from these settings
     # group.id is set per consumer: from each trigger, and "console" for the printer
     ccfg = consumer_config(broker.bootstrap_servers, group_id="local-stack")
     pcfg = producer_config(broker.bootstrap_servers)
     stop = threading.Event()
-    drivers = [EventHubFunctionDriver(fn, settings_env, ccfg, pcfg) for fn in app_functions(function_app.app)]
+    drivers = [EventHubFunctionDriver(fn, settings_env, ccfg, pcfg, signalr=signalr) for fn in app_functions(function_app.app)
+               if fn.get_trigger().get_dict_repr().get("type") == "eventHubTrigger"]
     printer = PredictionPrinter(ccfg, settings.predictions_hub, out)
-    threads = [threading.Thread(target=t, args=(stop,), daemon=True) for t in [d.run for d in drivers] + [printer.run]]
+    # The model lifecycle: retrain on a short timer, and a poller of Azurite in place of Event Grid.
+    lifecycle = _lifecycle_drivers(function_app.app, settings_env, registry.container, pcfg, signalr)
+    threads = [threading.Thread(target=t, args=(stop,), daemon=True)
+               for t in [d.run for d in drivers] + [d.run for d in lifecycle] + [printer.run]]
     for t in threads:
         t.start()
     for d in drivers:  # like a warm Functions host: consumers own their partitions before ticks flow
         if not d.assigned.wait(max(deadline - time.monotonic(), 1)):
             raise RuntimeError(f"{d.name}: consumer group {d.group} was not assigned partitions in time")
-    say("driving functions: " + ", ".join(f"{d.name} ({d.topic}, group {d.group})" for d in drivers))
+    say("driving functions: " + ", ".join(f"{d.name} ({d.topic}, group {d.group})" for d in drivers)
+        + "".join(f", {d.name} ({_trigger_text(d)})" for d in lifecycle))
     say(f"ingestor: replaying {', '.join(p.name for p in replay_files)} at speed {speed:g}")
     ingestor = subprocess.Popen(
         [sys.executable, "-m", "ingestor", "--log-level", "WARNING", "replay", *map(str, replay_files),
@@ -232,14 +266,78 @@ def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, 
         stop.set()
         for t in threads:
             t.join(10)
-        for d in drivers:
+        for d in drivers + lifecycle:
             d.close()
         drivers.clear()
+        lifecycle.clear()
         reset_services()
         gc.collect()  # drop Kafka clients now, before the broker goes away
     summary = print_summary(store, out)
     store.close()
     return {"symbols": summary, "replay": replay_stats, "printed": printer.printed}
+
+
+RETRAIN_EVERY_S = float(os.environ.get("RETRAIN_EVERY_S", "15"))
+"""Seconds between two local runs of the ``retrain`` timer (in Azure: ``RETRAIN_SCHEDULE``)."""
+
+LIFECYCLE_ENV = {
+    # A replayed hour is about 60 bars: retrain on what the replay has archived so far.
+    "RETRAIN_MIN_BARS": "25",
+    "RETRAIN_HOLDOUT_MINUTES": "10",
+    "RETRAIN_SCHEDULE": "*/15 * * * * *",
+    "MODEL_POLL_SECONDS": "1",
+    "MODEL_CHECKPOINT_SECONDS": "10",
+}
+"""App settings of the local stack's short model lifecycle (overridable through ``env``)."""
+
+
+def _lifecycle_drivers(app, settings_env: dict, container, pcfg, signalr=None) -> list:
+    from local_stack.functions_host import app_functions
+    from local_stack.lifecycle_host import BlobTriggerPoller, TimerFunctionDriver
+
+    drivers = []
+    for fn in app_functions(app):
+        kind = fn.get_trigger().get_dict_repr().get("type")
+        if kind == "timerTrigger":
+            drivers.append(TimerFunctionDriver(fn, settings_env, pcfg, interval_s=RETRAIN_EVERY_S, signalr=signalr))
+        elif kind == "blobTrigger":
+            drivers.append(BlobTriggerPoller(fn, settings_env, container, pcfg, poll_s=0.5, signalr=signalr))
+    return drivers
+
+
+def _trigger_text(driver) -> str:
+    if hasattr(driver, "interval_s"):
+        return f"timer every {driver.interval_s:g}s"
+    return f"polling blobs {driver.pattern.pattern}"
+
+
+class _SayHandler(logging.Handler):
+    """Prints the lifecycle's decisions (retrain outcomes, promotions, model swaps) as run lines."""
+
+    def __init__(self, say) -> None:
+        super().__init__(logging.INFO)
+        self.say = say
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.say(record.getMessage())
+
+
+@contextlib.contextmanager
+def _lifecycle_log(say):
+    loggers = [logging.getLogger(n) for n in ("shared.retrain", "shared.promotion", "shared.champions")]
+    handler = _SayHandler(say)
+    saved = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+    try:
+        yield
+    finally:
+        for lg, (level, propagate) in zip(loggers, saved):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = propagate
 
 
 def _counts(drivers) -> str:
@@ -250,15 +348,14 @@ def _counts(drivers) -> str:
     )
 
 
-def _register_initial_model(registry, key: str, history_file: Path, level: float, say) -> None:
+def _register_initial_model(registry, key: str, history_file: Path, level: float, say, family: str = "") -> None:
     from shared.features import FEATURE_NAMES
-    from shared.forecaster import ReturnForecaster
     from shared.ohlcv import OhlcvReader
     from shared.training import train_prequential
 
     t0 = time.perf_counter()
     reader = OhlcvReader(history_file, exchange="history", symbol="BTC")
-    model, rep = train_prequential(reader, ReturnForecaster(interval_level=level))
+    model, rep = train_prequential(reader, model=family, interval_level=level)
     meta = registry.save(
         key, model, training_start_ms=rep.start_ms, training_end_ms=rep.end_ms, feature_names=FEATURE_NAMES,
         extra={"source": history_file.name, "bars": rep.bars, "mae_ratio_prequential": rep.mae_ratio,
@@ -266,7 +363,7 @@ def _register_initial_model(registry, key: str, history_file: Path, level: float
     )
     registry.set_current(key, meta.version, force=True)
     say(
-        f"initial model {meta.version} trained on {rep.bars:,} bars of {history_file.name} in"
+        f"initial {model.name} model {meta.version} trained on {rep.bars:,} bars of {history_file.name} in"
         f" {time.perf_counter() - t0:.1f}s (prequential MAE ratio to persistence {rep.mae_ratio:.4f},"
         f" {level:.0%} interval coverage {rep.coverage:.1%}); registered as champion of '{key}'"
     )
@@ -300,6 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="replay speed factor: 1 = recorded pace, 0 = as fast as possible (default 60)")
     p.add_argument("--workdir", type=Path, default=None, help="where the SQLite history goes (default: a temp dir)")
     p.add_argument("--timeout", type=float, default=170.0, help="seconds before giving up")
+    p.add_argument("--web-port", type=int, default=int(os.environ.get("DASHBOARD_PORT", "7071")),
+                   help="port of the dashboard, HTTP API and SignalR hub (default 7071; 0 = any free port)")
+    p.add_argument("--exit-when-done", action="store_true", default=os.environ.get("EXIT_WHEN_DONE", "") == "1",
+                   help="exit after the replay instead of serving the dashboard until Ctrl-C (env EXIT_WHEN_DONE=1)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # azure.functions warns that auth levels only apply to HTTP functions; there are none yet.
@@ -307,5 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tickcast-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        run(args.files or [DEFAULT_REPLAY], args.history, args.speed, workdir, timeout_s=args.timeout)
+        from local_stack.http_host import WebOptions
+
+        web = WebOptions(port=args.web_port, serve_until=None if args.exit_when_done else threading.Event())
+        run(args.files or [DEFAULT_REPLAY], args.history, args.speed, workdir, timeout_s=args.timeout, web=web)
     return 0

@@ -33,9 +33,10 @@ import sys
 import tempfile
 import time
 import weakref
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["TansuBroker", "consumer_config", "producer_config", "admin_config", "free_port"]
+__all__ = ["TansuBroker", "admin_config", "consumer_config", "free_port", "producer_config"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -225,7 +226,7 @@ class TansuBroker:
             "memory://tansu/",
         ]
 
-    def start(self) -> "TansuBroker":
+    def start(self) -> TansuBroker:
         """Start the broker and wait until it answers a metadata request.
 
         Returns
@@ -365,7 +366,7 @@ class TansuBroker:
         text = b"".join(tail).decode("utf-8", "replace")
         return f"--- tansu log tail ---\n{text}" if text else "(tansu wrote no output)"
 
-    def __enter__(self) -> "TansuBroker":
+    def __enter__(self) -> TansuBroker:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

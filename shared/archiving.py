@@ -9,7 +9,7 @@ letter; the rest of its batch is still stored.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from shared.batches import BatchResult, RawEvent
 from shared.events import Bar, MalformedEventError, Prediction, decode_output

@@ -30,11 +30,20 @@ class BatchResult:
     """Outputs of one batch: ``outputs`` and ``deadletters`` are encoded JSON events (bytes).
 
     ``counts`` holds named counters, e.g. ``malformed``, ``bars``, ``predictions``.
+    ``latest_prices`` maps ``(exchange, symbol)`` to the newest accepted trade of the
+    batch: ``(price in quote currency, exchange event time in ms since epoch UTC)``.
     """
 
     outputs: list[bytes] = field(default_factory=list)
     deadletters: list[bytes] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    latest_prices: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
+
+    def note_price(self, exchange: str, symbol: str, price: float, event_time_ms: int) -> None:
+        """Keep ``price`` as the symbol's latest unless a trade with a later event time was noted."""
+        known = self.latest_prices.get((exchange, symbol))
+        if known is None or event_time_ms >= known[1]:
+            self.latest_prices[(exchange, symbol)] = (price, event_time_ms)
 
     def set_aside(self, source: str, raw: RawEvent, reason: str, counter: str = "malformed") -> None:
         """Count ``raw`` under ``counter``, log it with its position, and add a dead letter for it."""

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 SCHEMA_VERSION = 1
 """Version written into every event's ``v`` field; decoders accept exactly this version."""

@@ -48,6 +48,7 @@ from shared.settings import SETTINGS, Settings
 __all__ = [
     "HistoryStore",
     "PredictionRecord",
+    "VersionAccuracy",
     "bars_table",
     "metadata",
     "normalise_url",
@@ -151,6 +152,43 @@ class PredictionRecord(Prediction):
     """
 
     realised_close: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionAccuracy:
+    """Sums over the realised predictions of one model version (read by the accuracy API).
+
+    Attributes
+    ----------
+    model_version : str
+    realised : int
+        Predictions whose target bar is stored (``realised_close`` not NULL).
+    abs_error_model, abs_error_persistence : float
+        Sums of ``|predicted_close - realised_close|`` and ``|last_close - realised_close|``,
+        quote currency.
+    covered : int
+        Realised closes inside ``[lower, upper]``.
+    moves : int
+        Realised minutes whose close differs from the last close.
+    direction_hits : int
+        Of those, forecasts that called the direction of the move (a forecast
+        equal to the last close calls none).
+    interval_level : float
+        Mean stated interval coverage, in (0, 1).
+    first_target_time_ms, last_target_time_ms : int
+        Span of the target minutes, ms since epoch UTC.
+    """
+
+    model_version: str
+    realised: int
+    abs_error_model: float
+    abs_error_persistence: float
+    covered: int
+    moves: int
+    direction_hits: int
+    interval_level: float
+    first_target_time_ms: int
+    last_target_time_ms: int
 
 
 def normalise_url(url: str | URL | None, *, sqlite_path: str | os.PathLike[str] | None = None) -> URL:
@@ -509,8 +547,17 @@ class HistoryStore:
             query = query.limit(limit)
         return self._read_bars(query)
 
-    def latest_bars(self, exchange: str, symbol: str, n: int) -> list[Bar]:
+    def latest_bars(self, exchange: str, symbol: str, n: int, end_ms: int | None = None) -> list[Bar]:
         """The last ``n`` bars of one symbol (fewer if fewer are stored), oldest first.
+
+        Parameters
+        ----------
+        exchange, symbol : str
+            As in the events; matched exactly (case-sensitive).
+        n : int
+            At most this many bars (>= 0).
+        end_ms : int, optional
+            Exclusive upper bound of minute open times, ms since epoch UTC; ``None`` = unbounded.
 
         Raises
         ------
@@ -523,7 +570,10 @@ class HistoryStore:
         """
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        query = self._bar_query(exchange, symbol).order_by(bars_table.c.open_time_ms.desc()).limit(n)
+        c = bars_table.c
+        query = self._bar_query(exchange, symbol).order_by(c.open_time_ms.desc()).limit(n)
+        if end_ms is not None:
+            query = query.where(c.open_time_ms < end_ms)
         return self._read_bars(query)[::-1]
 
     def predictions(
@@ -580,6 +630,135 @@ class HistoryStore:
         query = sa.select(c.exchange, c.symbol).distinct().order_by(c.exchange, c.symbol)
         with self.engine.connect() as conn:
             return [(row.exchange, row.symbol) for row in conn.execute(query)]
+
+    def recent_predictions(self, exchange: str, symbol: str, n: int) -> list[PredictionRecord]:
+        """The ``n`` predictions of one symbol with the latest target minutes, oldest first.
+
+        Ordered by ``target_time_ms``, then ``model_version`` (all model versions count).
+
+        Raises
+        ------
+        ValueError
+            A negative ``n``.
+        RuntimeError
+            The store is closed.
+        sqlalchemy.exc.SQLAlchemyError
+            The database cannot be read.
+        """
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        c = predictions_table.c
+        names = [f.name for f in PredictionRecord.__dataclass_fields__.values()]
+        query = (
+            sa.select(*(c[name] for name in names))
+            .where(c.exchange == exchange, c.symbol == symbol)
+            .order_by(c.target_time_ms.desc(), c.model_version.desc())
+            .limit(n)
+        )
+        with self.engine.connect() as conn:
+            return [PredictionRecord(**row._mapping) for row in conn.execute(query)][::-1]
+
+    def last_realised_target_ms(self, exchange: str, symbol: str) -> int | None:
+        """The latest ``target_time_ms`` of a realised prediction of one symbol (``None``: none yet).
+
+        Raises
+        ------
+        RuntimeError
+            The store is closed.
+        sqlalchemy.exc.SQLAlchemyError
+            The database cannot be read.
+        """
+        c = predictions_table.c
+        query = sa.select(sa.func.max(c.target_time_ms)).where(
+            c.exchange == exchange, c.symbol == symbol, c.realised_close.is_not(None)
+        )
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar_one()
+        return None if value is None else int(value)
+
+    def accuracy_by_version(
+        self, exchange: str, symbol: str, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[VersionAccuracy]:
+        """Error sums of the realised predictions with ``start_ms <= target_time_ms < end_ms``, per model version.
+
+        One aggregate query (parameterised, grouped by ``model_version``), ordered
+        by the first target minute of each version.
+
+        Parameters
+        ----------
+        exchange, symbol : str
+            As in the events; matched exactly (case-sensitive).
+        start_ms, end_ms : int, optional
+            Half-open range of target minute open times, ms since epoch UTC; ``None`` = unbounded.
+
+        Returns
+        -------
+        list of VersionAccuracy
+            Empty when no prediction in the range is realised.
+
+        Raises
+        ------
+        RuntimeError
+            The store is closed.
+        sqlalchemy.exc.SQLAlchemyError
+            The database cannot be read.
+        """
+        c = predictions_table.c
+        realised, last, predicted = c.realised_close, c.last_close, c.predicted_close
+
+        def count_if(condition: Any) -> Any:
+            return sa.func.sum(sa.case((condition, 1), else_=0))
+
+        query = (
+            sa.select(
+                c.model_version,
+                sa.func.count().label("realised"),
+                sa.func.sum(sa.func.abs(predicted - realised)).label("abs_error_model"),
+                sa.func.sum(sa.func.abs(last - realised)).label("abs_error_persistence"),
+                count_if(sa.and_(realised >= c.lower, realised <= c.upper)).label("covered"),
+                count_if(realised != last).label("moves"),
+                count_if((predicted - last) * (realised - last) > 0).label("direction_hits"),
+                sa.func.avg(c.interval_level).label("interval_level"),
+                sa.func.min(c.target_time_ms).label("first_target_time_ms"),
+                sa.func.max(c.target_time_ms).label("last_target_time_ms"),
+            )
+            .where(c.exchange == exchange, c.symbol == symbol, realised.is_not(None))
+            .group_by(c.model_version)
+            .order_by(sa.func.min(c.target_time_ms), c.model_version)
+        )
+        if start_ms is not None:
+            query = query.where(c.target_time_ms >= start_ms)
+        if end_ms is not None:
+            query = query.where(c.target_time_ms < end_ms)
+        with self.engine.connect() as conn:
+            return [
+                VersionAccuracy(
+                    model_version=row.model_version,
+                    realised=int(row.realised),
+                    abs_error_model=float(row.abs_error_model),
+                    abs_error_persistence=float(row.abs_error_persistence),
+                    covered=int(row.covered),
+                    moves=int(row.moves),
+                    direction_hits=int(row.direction_hits),
+                    interval_level=float(row.interval_level),
+                    first_target_time_ms=int(row.first_target_time_ms),
+                    last_target_time_ms=int(row.last_target_time_ms),
+                )
+                for row in conn.execute(query)
+            ]
+
+    def ping(self) -> None:
+        """Run ``SELECT 1`` (a health check).
+
+        Raises
+        ------
+        RuntimeError
+            The store is closed.
+        sqlalchemy.exc.SQLAlchemyError
+            The database cannot be reached.
+        """
+        with self.engine.connect() as conn:
+            conn.execute(sa.select(sa.literal(1))).scalar_one()
 
     def count_bars(self) -> int:
         """Number of stored bars, all symbols."""

@@ -17,10 +17,10 @@ import csv
 import gzip
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from shared.bars import MINUTE_MS
 from shared.events import Bar
@@ -46,7 +46,7 @@ def _parse_time(value: str) -> int:
         return n * 1000 if n < 10**11 else n  # seconds vs milliseconds
     dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
 
@@ -60,10 +60,16 @@ class OhlcvReader:
     exchange, symbol : identity given to the bars (files rarely carry it).
     symbol_filter : for long files with a ``symbol`` column, keep only this symbol.
 
+    Attributes
+    ----------
+    skipped, skipped_lines : rows set aside (invalid values) and the first 100 of their line numbers.
+    symbols_seen : distinct values of the ``symbol`` column met so far (empty without one).
+
     Raises
     ------
     OhlcvFormatError
-        When iteration starts on a file without time/open/high/low/close columns.
+        When iteration starts on a file without time/open/high/low/close columns, or
+        ``symbol_filter`` is given for a file without a ``symbol`` column.
     """
 
     path: Path
@@ -72,6 +78,7 @@ class OhlcvReader:
     symbol_filter: str | None = None
     skipped: int = 0
     skipped_lines: list[int] = field(default_factory=list)
+    symbols_seen: set[str] = field(default_factory=set)
 
     def __iter__(self) -> Iterator[Bar]:
         with _open_text(Path(self.path)) as fh:
@@ -88,9 +95,16 @@ class OhlcvReader:
             )
             count_col = cols.get("trade_count")
             sym_col = cols.get("symbol")
+            if self.symbol_filter and sym_col is None:
+                raise OhlcvFormatError(
+                    f"{self.path}: a symbol filter ({self.symbol_filter!r}) needs a 'symbol' column;"
+                    f" header is {reader.fieldnames}"
+                )
             for line, row in enumerate(reader, start=2):
-                if self.symbol_filter and sym_col and row[sym_col] != self.symbol_filter:
-                    continue
+                if sym_col:
+                    self.symbols_seen.add(row[sym_col])
+                    if self.symbol_filter and row[sym_col] != self.symbol_filter:
+                        continue
                 try:
                     t = _parse_time(row[time_col])
                     o, h, lo, c = (float(row[cols[k]]) for k in ("open", "high", "low", "close"))
@@ -113,3 +127,60 @@ class OhlcvReader:
 def read_ohlcv(path: str | Path, exchange: str = "file", symbol: str = "BTCUSD") -> list[Bar]:
     """Return all valid bars of ``path`` in file order (see :class:`OhlcvReader`)."""
     return list(OhlcvReader(Path(path), exchange, symbol))
+
+
+@dataclass
+class MinuteSeries:
+    """The bars of one symbol, ascending and one per minute, and what loading them set aside.
+
+    ``duplicates`` counts rows whose minute was already present (the later row wins);
+    ``gaps`` counts missing minutes between consecutive bars; ``skipped`` counts invalid rows.
+    """
+
+    bars: list[Bar]
+    skipped: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+
+
+def load_minute_bars(
+    path: str | Path, symbol: str | None = None, exchange: str = "file", name: str | None = None
+) -> MinuteSeries:
+    """Read a one-minute OHLCV file into ascending, de-duplicated bars of one symbol.
+
+    Files may be in ascending or descending time order (exports of both kinds exist).
+
+    Parameters
+    ----------
+    path : CSV or CSV.gz file (header styles as in :class:`OhlcvReader`).
+    symbol : for long files with a ``symbol`` column, the symbol to keep (required when
+        the file holds several).
+    exchange, name : identity given to the bars (``name`` defaults to ``symbol``, else empty).
+
+    Raises
+    ------
+    OhlcvFormatError
+        Missing columns, a file with several symbols and no ``symbol``, an unknown ``symbol``
+        (the message lists those present), or no valid bar at all.
+    FileNotFoundError
+        If ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such OHLCV file: {path}")
+    reader = OhlcvReader(path, exchange, name or symbol or "", symbol_filter=symbol)
+    by_minute: dict[int, Bar] = {}
+    rows = 0
+    for bar in reader:
+        rows += 1
+        by_minute[bar.open_time_ms] = bar
+    if symbol is None and len(reader.symbols_seen) > 1:
+        raise OhlcvFormatError(
+            f"{path}: the file holds several symbols ({', '.join(sorted(reader.symbols_seen))}); choose one with --symbol"
+        )
+    if not by_minute:
+        hint = f" (symbols in the file: {', '.join(sorted(reader.symbols_seen))})" if reader.symbols_seen else ""
+        raise OhlcvFormatError(f"{path}: no valid bars{' for ' + repr(symbol) if symbol else ''}{hint}")
+    bars = [by_minute[t] for t in sorted(by_minute)]
+    gaps = sum((b.open_time_ms - a.open_time_ms) // MINUTE_MS - 1 for a, b in zip(bars, bars[1:]))
+    return MinuteSeries(bars, reader.skipped, rows - len(bars), gaps)

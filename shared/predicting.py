@@ -9,47 +9,15 @@ The Azure Function and the local stack are two thin drivers of :class:`PredictSe
 from __future__ import annotations
 
 import logging
-import time
-from typing import Callable, Iterable
-
-from azure.core.exceptions import AzureError
+from collections.abc import Callable, Iterable
 
 from shared.batches import BatchResult, RawEvent
-from shared.engine import ForecastEngine
+from shared.champions import ChampionSource
+from shared.engine import ForecastEngine, Warmup
 from shared.events import MalformedEventError, Tick, decode_tick, encode
-from shared.forecaster import ReturnForecaster
-from shared.registry import ModelRegistry, RegistryError
+from shared.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
-
-
-class RegistryModelSource:
-    """Finds the starting model of a symbol in the registry, caching what it loaded.
-
-    Looks up the champion (``current.json``) of ``default_key``; a result (or its
-    absence) is reused for ``cache_seconds``. Registry errors (unreachable storage,
-    a digest mismatch) are logged and the symbol starts cold rather than stalling
-    the stream.
-    """
-
-    def __init__(self, registry: ModelRegistry, default_key: str, cache_seconds: float = 10.0) -> None:
-        self.registry = registry
-        self.default_key = default_key
-        self.cache_seconds = cache_seconds
-        self._cached: tuple[float, tuple[ReturnForecaster, str] | None] | None = None
-
-    def __call__(self, exchange: str, symbol: str) -> tuple[ReturnForecaster, str] | None:
-        now = time.monotonic()
-        if self._cached is not None and now - self._cached[0] < self.cache_seconds:
-            return self._cached[1]
-        try:
-            found = self.registry.load_current(self.default_key)
-        except (RegistryError, AzureError) as exc:  # e.g. digest mismatch, storage unreachable
-            log.error("cannot load model %r for %s %s: %s", self.default_key, exchange, symbol, exc)
-            found = None
-        result = None if found is None else (found[0], found[1].version)
-        self._cached = (now, result)
-        return result
 
 
 class PredictService:
@@ -64,6 +32,14 @@ class PredictService:
     def __init__(self, engine: ForecastEngine, source: str = "ticks") -> None:
         self.engine = engine
         self.source = source
+        self.closers: list[Callable[[], None]] = []
+        """Called by :meth:`close` (e.g. the history store used for warm-up)."""
+
+    def close(self) -> None:
+        """Release what the service holds (database connections); the engine state is dropped."""
+        for close in self.closers:
+            close()
+        self.closers.clear()
 
     def handle(self, batch: Iterable[RawEvent]) -> BatchResult:
         """Process one batch; returns encoded bar/prediction events and dead letters."""
@@ -83,16 +59,43 @@ class PredictService:
             result.counts[event.type + "s"] += 1
         for index, counter, reason in rejected:
             result.set_aside(self.source, raws[index], reason, counter)
+        skipped = {index for index, _, _ in rejected}
+        for index, tick in enumerate(ticks):
+            if index not in skipped:
+                result.note_price(tick.exchange, tick.symbol, tick.price, tick.event_time_ms)
         return result
 
 
 def build_predict_service(
-    registry: ModelRegistry | None, default_key: str, interval_level: float, cache_seconds: float,
+    registry: ModelRegistry | None,
+    default_key: str,
+    interval_level: float,
+    poll_seconds: float,
     clock: Callable[[], int] | None = None,
+    *,
+    checkpoint_seconds: float = 0.0,
+    warmup: Warmup | None = None,
+    forecast_model: str = "",
 ) -> PredictService:
-    """Wire a :class:`PredictService` to a registry (``None``: every symbol starts cold)."""
-    source = RegistryModelSource(registry, default_key, cache_seconds) if registry else (lambda e, s: None)
-    engine = ForecastEngine(source, interval_level=interval_level)
+    """Wire a :class:`PredictService` to a registry (``None``: every symbol starts cold).
+
+    Parameters
+    ----------
+    registry : model registry, or ``None``.
+    default_key : fallback model key (``MODEL_KEY``).
+    interval_level : interval coverage of cold-start forecasters.
+    poll_seconds : least time between two reads of a champion pointer (``MODEL_POLL_SECONDS``).
+    clock : wall clock in ms since epoch UTC, for tests.
+    checkpoint_seconds : least time between two checkpoints of a symbol's model; 0 = never.
+    warmup : newest stored bars of a symbol (e.g. from the history store), for restarts.
+    forecast_model : model family of cold-start forecasters.
+    """
+    source = (
+        ChampionSource(registry, default_key, poll_seconds, checkpoint_seconds)
+        if registry is not None
+        else (lambda e, s: None)
+    )
+    engine = ForecastEngine(source, interval_level=interval_level, forecast_model=forecast_model, warmup=warmup)
     if clock is not None:
         engine.clock = clock
     return PredictService(engine)

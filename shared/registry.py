@@ -5,9 +5,12 @@ Blob layout inside the models container (``MODELS_CONTAINER``, default ``models`
     <key>/candidates/<version>/model.pkl      pickle of the model object (protocol 5)
     <key>/candidates/<version>/metadata.json  ModelMetadata as JSON, incl. the model's sha256
     <key>/current.json                        champion pointer {"version": ..., "updated_at_ms": ...}
+    <key>/checkpoints/<version>/model.pkl     latest online-updated state of <version> serving <key>
+    <key>/checkpoints/<version>/checkpoint.json  its sha256, size and save time
+    <key>/decisions/<time>-<version>.json     one promotion decision (promoted or refused, and why)
 
-* ``key`` names a model line (e.g. ``default`` or a symbol); ``[A-Za-z0-9._-]+``, see
-  :func:`validate_key`.
+* ``key`` names a model line: ``default`` (the fallback), or one per symbol, see
+  :func:`symbol_key`; ``[A-Za-z0-9._-]+``, see :func:`validate_key`.
 * ``version`` is ``YYYYMMDDTHHMMSSmmmZ-<first 8 hex of sha256>`` of the creation time (UTC),
   so lexical order is time order.
 * Candidates are write-once: :meth:`ModelRegistry.save` writes ``model.pkl`` first and
@@ -40,10 +43,11 @@ import pickle
 import platform
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as _importlib_metadata
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -51,6 +55,7 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
+    ResourceNotModifiedError,
 )
 from azure.storage.blob import ContainerClient, ContentSettings
 
@@ -71,6 +76,7 @@ _VERSION_TIME = "%Y%m%dT%H%M%S"
 _MODEL_BLOB = "model.pkl"
 _METADATA_BLOB = "metadata.json"
 _CURRENT_BLOB = "current.json"
+_CHECKPOINT_BLOB = "checkpoint.json"
 _JSON = ContentSettings(content_type="application/json")
 _BINARY = ContentSettings(content_type="application/octet-stream")
 
@@ -116,6 +122,33 @@ def validate_key(name: str, what: str = "model key") -> str:
             f"invalid {what} {name!r}: use 1-200 characters from A-Z a-z 0-9 . _ - (not only dots)"
         )
     return name
+
+
+def symbol_key(exchange: str, symbol: str) -> str:
+    """The registry key of one symbol's own model line: ``<exchange>.<SYMBOL>``.
+
+    Characters outside ``[A-Za-z0-9._-]`` (e.g. the ``/`` of Kraken's ``BTC/USD``)
+    become ``_``.
+
+    Raises
+    ------
+    ValueError
+        The result is not a valid key (e.g. empty parts).
+
+    Examples
+    --------
+    >>> symbol_key("binance", "BTCUSDT")
+    'binance.BTCUSDT'
+    >>> symbol_key("kraken", "BTC/USD")
+    'kraken.BTC_USD'
+    """
+    if not exchange or not symbol:
+        raise ValueError(f"exchange and symbol must be non-empty, got {exchange!r}, {symbol!r}")
+    return validate_key(re.sub(r"[^A-Za-z0-9._-]", "_", f"{exchange}.{symbol}"))
+
+
+UNCHANGED = "unchanged"
+"""Returned by :meth:`ModelRegistry.current_if_changed` when the pointer still has the given ETag."""
 
 
 def _library_versions() -> dict[str, str | None]:
@@ -205,7 +238,7 @@ class ModelMetadata:
         }
 
     @classmethod
-    def from_dict(cls, obj: Mapping[str, Any]) -> "ModelMetadata":
+    def from_dict(cls, obj: Mapping[str, Any]) -> ModelMetadata:
         """Build from a dict as written by :meth:`to_dict`; unknown fields are ignored.
 
         Raises
@@ -258,7 +291,7 @@ class ModelRegistry:
         self.container = container
 
     @classmethod
-    def from_settings(cls, settings: "Settings", **client_kwargs: Any) -> "ModelRegistry":
+    def from_settings(cls, settings: Settings, **client_kwargs: Any) -> ModelRegistry:
         """Registry on ``settings.models_container``, authenticated as configured.
 
         Uses the connection string ``settings.model_storage_connection`` (``MODEL_STORAGE``,
@@ -320,6 +353,13 @@ class ModelRegistry:
             return downloader.readall(), downloader.properties.etag
         except ResourceNotFoundError as exc:
             raise self._not_found(exc, missing) from None
+
+    def _names(self, key: str, prefix: str) -> list[str]:
+        """Names of the blobs under ``prefix``; RegistryError if the container is missing."""
+        try:
+            return list(self.container.list_blob_names(name_starts_with=prefix))
+        except ResourceNotFoundError as exc:
+            raise self._not_found(exc, key) from None
 
     def _not_found(self, exc: HttpResponseError, missing: str) -> RegistryError:
         if exc.error_code == "ContainerNotFound":
@@ -386,7 +426,7 @@ class ModelRegistry:
         data = pickle.dumps(model, protocol=PICKLE_PROTOCOL)
         digest = hashlib.sha256(data).hexdigest()
         seconds, millis = divmod(created, 1000)
-        stamp = datetime.fromtimestamp(seconds, timezone.utc).strftime(_VERSION_TIME)
+        stamp = datetime.fromtimestamp(seconds, UTC).strftime(_VERSION_TIME)
         meta = ModelMetadata(
             key=key,
             version=f"{stamp}{millis:03d}Z-{digest[:8]}",
@@ -433,10 +473,7 @@ class ModelRegistry:
         """
         prefix = f"{validate_key(key)}/candidates/"
         suffix = f"/{_METADATA_BLOB}"
-        try:
-            names = list(self.container.list_blob_names(name_starts_with=prefix))
-        except ResourceNotFoundError as exc:
-            raise self._not_found(exc, key) from None
+        names = self._names(key, prefix)
         versions = []
         for name in names:
             version = name[len(prefix) :]
@@ -586,6 +623,40 @@ class ModelRegistry:
             raise RegistryError(f"malformed {key}/current.json: {exc!r}") from None
         return version, etag
 
+    def current_if_changed(self, key: str, etag: str | None) -> tuple[str, str] | None | str:
+        """Like :meth:`current`, but a conditional read (If-None-Match) against ``etag``.
+
+        Returns :data:`UNCHANGED` when the pointer still has ``etag`` (no body is
+        transferred), else what :meth:`current` returns. ``etag=None`` always reads.
+
+        Raises
+        ------
+        Same as :meth:`current`.
+        """
+        if etag is None:
+            return self.current(key)
+        try:
+            downloader = self.container.download_blob(
+                self._current(key), etag=etag, match_condition=MatchConditions.IfModified
+            )
+            raw, new_etag = downloader.readall(), downloader.properties.etag
+        except ResourceNotModifiedError:
+            return UNCHANGED
+        except ResourceNotFoundError as exc:
+            if exc.error_code == "ContainerNotFound":
+                raise self._not_found(exc, key) from None
+            return None
+        except HttpResponseError as exc:  # some SDK versions report 304 as a plain HttpResponseError
+            if exc.status_code == 304:
+                return UNCHANGED
+            raise
+        try:
+            version = json.loads(raw)["version"]
+            validate_key(version, "model version")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryError(f"malformed {key}/current.json: {exc!r}") from None
+        return version, new_etag
+
     def load_current(self, key: str) -> tuple[object, ModelMetadata] | None:
         """:meth:`load` the champion of ``key``; ``None`` if no pointer is set.
 
@@ -595,3 +666,145 @@ class ModelRegistry:
         """
         cur = self.current(key)
         return None if cur is None else self.load(key, cur[0])
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, key: str, version: str, model: object, *, saved_at_ms: int | None = None) -> str:
+        """Store the online-updated state of ``version`` serving ``key`` (overwrites the last one).
+
+        ``model.pkl`` is written before ``checkpoint.json``; :meth:`load_checkpoint`
+        checks the bytes against the latter, so a half-written checkpoint is refused
+        rather than loaded.
+
+        Returns
+        -------
+        str
+            sha256 (hex) of the pickled bytes.
+
+        Raises
+        ------
+        ValueError
+            Invalid key or version.
+        pickle.PicklingError, TypeError, AttributeError
+            ``model`` cannot be pickled (nothing is written).
+        RegistryError
+            The container does not exist.
+        """
+        validate_key(key)
+        validate_key(version, "model version")
+        data = pickle.dumps(model, protocol=PICKLE_PROTOCOL)
+        digest = hashlib.sha256(data).hexdigest()
+        info = {
+            "key": key,
+            "version": version,
+            "sha256": digest,
+            "size_bytes": len(data),
+            "saved_at_ms": _now_ms() if saved_at_ms is None else _int_ms(saved_at_ms, "saved_at_ms"),
+        }
+        base = f"{key}/checkpoints/{version}/"
+        try:
+            self.container.upload_blob(base + _MODEL_BLOB, data, overwrite=True, content_settings=_BINARY)
+            self.container.upload_blob(
+                base + _CHECKPOINT_BLOB, json.dumps(info).encode("utf-8"), overwrite=True, content_settings=_JSON
+            )
+        except ResourceNotFoundError as exc:
+            raise self._not_found(exc, key) from None
+        return digest
+
+    def load_checkpoint(self, key: str, version: str) -> tuple[object, dict[str, Any]] | None:
+        """The last checkpoint of ``version`` serving ``key`` as ``(model, info)``; ``None`` if none.
+
+        Raises
+        ------
+        DigestMismatchError
+            The bytes differ from ``checkpoint.json`` (nothing was unpickled).
+        RegistryError
+            Malformed ``checkpoint.json``, or no container.
+        """
+        validate_key(key)
+        validate_key(version, "model version")
+        base = f"{key}/checkpoints/{version}/"
+        try:
+            raw, _ = self._download(base + _CHECKPOINT_BLOB, "")
+            data, _ = self._download(base + _MODEL_BLOB, "")
+        except ModelNotFoundError:
+            return None
+        try:
+            info = json.loads(raw)
+            expected, size = str(info["sha256"]), int(info["size_bytes"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryError(f"malformed checkpoint {base}{_CHECKPOINT_BLOB}: {exc!r}") from None
+        if len(data) != size or hashlib.sha256(data).hexdigest() != expected:
+            raise DigestMismatchError(f"checkpoint {base}{_MODEL_BLOB} differs from its checkpoint.json")
+        return pickle.loads(data), info
+
+    # ------------------------------------------------------------------ decision log
+
+    def record_decision(self, key: str, version: str, decision: Mapping[str, Any]) -> str:
+        """Append one promotion decision about ``version`` to ``<key>/decisions/``; return the blob name.
+
+        ``decision`` must be a JSON object (no NaN); it is stored with ``key`` and
+        ``version`` and a ``recorded_at_ms`` time, under a create-only name that
+        sorts by time.
+
+        Raises
+        ------
+        ValueError
+            Invalid key/version, or ``decision`` is not strict JSON.
+        RegistryError
+            The container does not exist.
+        """
+        validate_key(key)
+        validate_key(version, "model version")
+        now = _now_ms()
+        body = {**decision, "key": key, "version": version, "recorded_at_ms": now}
+        try:
+            text = json.dumps(body, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"decision is not JSON-serialisable: {exc}") from None
+        seconds, millis = divmod(now, 1000)
+        stamp = datetime.fromtimestamp(seconds, UTC).strftime(_VERSION_TIME)
+        for attempt in range(100):
+            name = f"{key}/decisions/{stamp}{millis:03d}Z-{attempt:02d}-{version}.json"
+            try:
+                self.container.upload_blob(name, text.encode("utf-8"), overwrite=False, content_settings=_JSON)
+                return name
+            except ResourceExistsError:
+                continue
+            except ResourceNotFoundError as exc:
+                raise self._not_found(exc, key) from None
+        raise RegistryError(f"could not find a free decision name for {key}/{version}")
+
+    def decisions(self, key: str) -> list[dict[str, Any]]:
+        """Every recorded decision of ``key``, oldest first (see :meth:`record_decision`).
+
+        Raises
+        ------
+        ValueError
+            Invalid key.
+        RegistryError
+            The container does not exist, or a decision blob is not JSON.
+        """
+        names = sorted(self._names(key, f"{validate_key(key)}/decisions/"))
+        out = []
+        for name in names:
+            raw, _ = self._download(name, f"decision {name} vanished")
+            try:
+                out.append(json.loads(raw))
+            except ValueError as exc:
+                raise RegistryError(f"malformed decision {name}: {exc}") from None
+        return out
+
+    def keys(self) -> list[str]:
+        """Model keys that have at least one candidate or a pointer, sorted.
+
+        Raises
+        ------
+        RegistryError
+            The container does not exist.
+        """
+        try:
+            names = self.container.walk_blobs(delimiter="/")
+            return sorted(p.name.rstrip("/") for p in names if p.name.endswith("/"))
+        except ResourceNotFoundError as exc:
+            raise self._not_found(exc, "") from None

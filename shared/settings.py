@@ -13,8 +13,9 @@ Binding expressions in ``functions/`` refer to some of these names as ``%NAME%``
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 FUNCTIONS = "functions"
 INGESTOR = "ingestor"
@@ -84,7 +85,7 @@ SETTINGS: dict[str, Setting] = {
     "MODEL_CHECKPOINT_SECONDS": Setting(
         "300", "how often predict checkpoints each symbol's online-updated model to Blob; 0 = never"
     ),
-    "FORECAST_MODEL": Setting("", "model family of a cold-start forecaster, by name; empty = the default family"),
+    "FORECAST_MODEL": Setting("linear", "model family of a cold-start forecaster, by name: linear (default) or tree"),
     "PREDICTION_INTERVAL_LEVEL": Setting("0.9", "coverage of the stated prediction interval, in (0, 1)"),
     "STATE_WARMUP_BARS": Setting(
         "240", "completed bars per symbol read from history to warm feature state after a restart"
@@ -113,7 +114,8 @@ SETTINGS: dict[str, Setting] = {
     "INGESTOR_PUBLISHER": Setting("eventhubs", "where the ingestor publishes ticks: eventhubs or kafka", (INGESTOR,)),
     "INGESTOR_SUBSCRIPTIONS": Setting(
         "binance:BTCUSDT,ETHUSDT;coinbase:BTC-USD;kraken:BTC/USD",
-        "live trade streams: ';'-separated source:SYMBOL,SYMBOL groups (one connection per group)",
+        "live trade streams: ';'-separated source:SYMBOL,SYMBOL groups (one connection per group); "
+        "sources binance (spot), binance-usdm (USD-M futures, alias binance-futures), coinbase, kraken",
         (INGESTOR,),
     ),
     "KAFKA_BOOTSTRAP_SERVERS": Setting(
@@ -126,6 +128,31 @@ SETTINGS: dict[str, Setting] = {
     "INGESTOR_STALE_SECONDS": Setting(
         "30", "readiness fails when the newest message of a connection is older than this", (INGESTOR,)
     ),
+    "INGESTOR_SOURCE_URLS": Setting(
+        "",
+        "comma-separated source=wss://... overrides of the exchanges' websocket endpoints; empty = documented ones",
+        (INGESTOR,),
+    ),
+    "INGESTOR_HEARTBEAT_SECONDS": Setting(
+        "30", "a connection that receives no message for this long is treated as stalled and reconnected", (INGESTOR,)
+    ),
+    "INGESTOR_PING_INTERVAL_SECONDS": Setting(
+        "20", "interval of the websocket keepalive pings the ingestor sends", (INGESTOR,)
+    ),
+    "INGESTOR_PING_TIMEOUT_SECONDS": Setting(
+        "20", "a keepalive ping unanswered for this long drops the connection", (INGESTOR,)
+    ),
+    "INGESTOR_BACKOFF_INITIAL_SECONDS": Setting(
+        "0.5", "first reconnect delay; doubles per failed attempt, with jitter", (INGESTOR,)
+    ),
+    "INGESTOR_BACKOFF_MAX_SECONDS": Setting("30", "cap of the reconnect delay", (INGESTOR,)),
+    "INGESTOR_BUFFER_WAIT_SECONDS": Setting(
+        "1", "how long a connection waits for room in a full publish buffer before it drops a tick", (INGESTOR,)
+    ),
+    "INGESTOR_SHUTDOWN_SECONDS": Setting(
+        "25", "on SIGTERM, how long the ingestor may take to publish what it has already received", (INGESTOR,)
+    ),
+    "INGESTOR_STATS_SECONDS": Setting("60", "interval of the ingestor's counters log line; 0 = never", (INGESTOR,)),
 }
 
 
@@ -200,7 +227,7 @@ class Settings:
     price_update_ms: int
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from ``environ`` (default ``os.environ``), applying defaults.
 
         Raises

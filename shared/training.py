@@ -9,13 +9,13 @@ sample. The persistence baseline (next close = last close) is scored on the same
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from shared.bars import MINUTE_MS
 from shared.events import Bar
 from shared.features import BarFeatures
-from shared.forecaster import ReturnForecaster
+from shared.forecaster import DEFAULT_INTERVAL_LEVEL, ReturnForecaster, make_forecaster
 
 
 @dataclass
@@ -43,13 +43,27 @@ class TrainingReport:
 
 
 def train_prequential(
-    bars: Iterable[Bar], forecaster: ReturnForecaster | None = None
+    bars: Iterable[Bar],
+    forecaster: ReturnForecaster | None = None,
+    model: str = "",
+    interval_level: float = DEFAULT_INTERVAL_LEVEL,
 ) -> tuple[ReturnForecaster, TrainingReport]:
     """Predict-then-learn over ``bars`` (ascending, one symbol); return the forecaster and its scores.
 
+    Parameters
+    ----------
+    bars : one-minute bars of one symbol in ascending order.
+    forecaster : the forecaster to train (taught in place); default a fresh one of
+        family ``model`` at ``interval_level`` (:func:`shared.forecaster.make_forecaster`).
+
     Minutes after a gap in ``bars`` are not learned from (their label spans more than a minute).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``model`` name or bad ``interval_level`` (when ``forecaster`` is not given).
     """
-    model = forecaster if forecaster is not None else ReturnForecaster()
+    model = forecaster if forecaster is not None else make_forecaster(model, interval_level)
     feats = BarFeatures()
     rep = TrainingReport()
     abs_model = abs_persist = 0.0

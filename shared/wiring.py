@@ -7,10 +7,13 @@ once; drivers keep the result for the life of their process.
 from __future__ import annotations
 
 from shared.archiving import ArchiveService
+from shared.engine import new_forecaster
 from shared.history import HistoryStore
 from shared.predicting import PredictService, build_predict_service
+from shared.promotion import PromotionService
 from shared.registry import ModelRegistry
-from shared.settings import Settings
+from shared.retrain import RetrainService
+from shared.settings import Settings, SettingsError
 
 
 def make_registry(settings: Settings) -> ModelRegistry | None:
@@ -20,11 +23,76 @@ def make_registry(settings: Settings) -> ModelRegistry | None:
     return ModelRegistry.from_settings(settings)
 
 
+def require_registry(settings: Settings, who: str) -> ModelRegistry:
+    """The model registry; ``who`` names the function that cannot work without one.
+
+    Raises
+    ------
+    SettingsError
+        Neither ``MODEL_STORAGE`` nor ``MODEL_STORAGE__blobServiceUri`` is set.
+    """
+    registry = make_registry(settings)
+    if registry is None:
+        raise SettingsError(f"{who} needs MODEL_STORAGE or MODEL_STORAGE__blobServiceUri")
+    return registry
+
+
 def make_predict_service(settings: Settings) -> PredictService:
-    """A :class:`PredictService` whose symbols start from the registry's champion of ``MODEL_KEY``."""
-    return build_predict_service(
-        make_registry(settings), settings.model_key, settings.interval_level, settings.model_poll_seconds
+    """A :class:`PredictService` serving each symbol's champion (or ``MODEL_KEY``'s), hot-reloaded.
+
+    Feature state of a newly seen symbol is warmed from the newest
+    ``STATE_WARMUP_BARS`` bars of the history store (MySQL, or the SQLite file).
+    """
+    store = HistoryStore.from_settings(settings) if settings.state_warmup_bars > 0 else None
+    warmup = None
+    if store is not None:
+        n = settings.state_warmup_bars
+        warmup = lambda exchange, symbol: store.latest_bars(exchange, symbol, n)
+    service = build_predict_service(
+        make_registry(settings),
+        settings.model_key,
+        settings.interval_level,
+        settings.model_poll_seconds,
+        checkpoint_seconds=settings.model_checkpoint_seconds,
+        warmup=warmup,
+        forecast_model=settings.forecast_model,
     )
+    if store is not None:
+        service.closers.append(store.close)
+    return service
+
+
+def make_retrain_service(settings: Settings) -> RetrainService:
+    """A :class:`RetrainService` over the history store and the registry (which must be configured).
+
+    Raises
+    ------
+    SettingsError
+        Neither ``MODEL_STORAGE`` nor ``MODEL_STORAGE__blobServiceUri`` is set.
+    """
+    registry = require_registry(settings, "retrain")
+    level, family = settings.interval_level, settings.forecast_model
+    return RetrainService(
+        HistoryStore.from_settings(settings),
+        registry,
+        settings.symbols,
+        fallback_key=settings.model_key,
+        lookback_days=settings.retrain_lookback_days,
+        holdout_minutes=settings.retrain_holdout_minutes,
+        min_bars=settings.retrain_min_bars,
+        new_forecaster=lambda: new_forecaster(family, level),
+    )
+
+
+def make_promotion_service(settings: Settings) -> PromotionService:
+    """A :class:`PromotionService` over the registry (which must be configured).
+
+    Raises
+    ------
+    SettingsError
+        Neither ``MODEL_STORAGE`` nor ``MODEL_STORAGE__blobServiceUri`` is set.
+    """
+    return PromotionService(require_registry(settings, "promote_model"), settings.model_key)
 
 
 def make_archive_service(settings: Settings) -> ArchiveService:

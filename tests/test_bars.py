@@ -6,7 +6,7 @@ import csv
 import dataclasses
 import gzip
 import math
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
@@ -16,14 +16,14 @@ from shared.parsers.recorded import read_recorded
 from tests.data_files import BTC_SPOT_CSV, KRAKEN_CSV, data_file
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ticks(name: str) -> tuple[Tick, ...]:
     records = list(read_recorded(data_file(name)))
     assert not [r for r in records if r.error]
     return tuple(r.tick for r in records if r.tick is not None)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reference(name: str) -> tuple[tuple, ...]:
     """(open_time_ms, open, high, low, close, volume, count) per minute, from the raw CSV rows."""
     groups: dict[int, list[tuple[float, float]]] = {}
@@ -127,7 +127,7 @@ def test_late_ticks_are_counted_and_not_merged():
 
 
 def test_late_tick_with_a_higher_trade_id():
-    t = lambda ms, p, i: Tick("binance", "BTCUSDT", i, p, 1.0, "buy", ms, ms)  # noqa: E731
+    t = lambda ms, p, i: Tick("binance", "BTCUSDT", i, p, 1.0, "buy", ms, ms)
     b = BarBuilder("binance", "BTCUSDT")
     assert b.add(t(1_000, 100.0, 1)) is None
     assert b.add(t(2_000, 102.0, 2)) is None
@@ -162,7 +162,7 @@ def test_duplicate_and_lower_trade_ids_are_dropped():
 
 
 def test_trade_id_equal_to_last_is_dropped_even_in_a_new_minute():
-    t = lambda ms, p, i: Tick("binance", "BTCUSDT", i, p, 1.0, "buy", ms, ms)  # noqa: E731
+    t = lambda ms, p, i: Tick("binance", "BTCUSDT", i, p, 1.0, "buy", ms, ms)
     b = BarBuilder("binance", "BTCUSDT")
     b.add(t(1_000, 100.0, 10))
     assert b.add(t(61_000, 200.0, 10)) is None  # would close minute 0 if it were accepted
@@ -173,7 +173,7 @@ def test_trade_id_equal_to_last_is_dropped_even_in_a_new_minute():
 
 
 def test_ticks_without_trade_id_are_never_judged_by_id():
-    t = lambda ms, p, i: Tick("binance", "BTCUSDT", i, p, 1.0, "sell", ms, ms)  # noqa: E731
+    t = lambda ms, p, i: Tick("binance", "BTCUSDT", i, p, 1.0, "sell", ms, ms)
     b = BarBuilder("binance", "BTCUSDT")
     b.add(t(1_000, 100.0, 100))
     b.add(t(2_000, 99.0, None))

@@ -6,7 +6,7 @@ import dataclasses
 import heapq
 import json
 from collections import defaultdict
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
@@ -21,7 +21,7 @@ from tests.data_files import BTC_SPOT_CSV, ETH_SPOT_CSV, KRAKEN_CSV, data_file
 CLOCK_MS = 1_900_000_000_000  # a fixed wall clock, later than every tick's ingest time
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ticks(name: str) -> tuple[Tick, ...]:
     return tuple(r.tick for r in read_recorded(data_file(name)) if r.tick is not None)
 

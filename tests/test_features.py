@@ -1,27 +1,29 @@
-"""Incremental bar features against a batch reference on real FTX one-minute bars."""
+"""Incremental bar features against batch references (pandas) on real one-minute bars; no look-ahead."""
 
 from __future__ import annotations
 
 import math
 import pickle
 import random
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from shared.events import Bar
-from shared.features import FEATURE_NAMES, BarFeatures
+from shared.features import FEATURE_NAMES, SPREAD_FLOOR, BarFeatures
 from shared.ohlcv import read_ohlcv
-from tests.data_files import FTX_1M, data_file
+from tests.data_files import BINANCE_1M, FTX_1M, data_file
 
-N = 2_000
+N = 3_000
+FILES = {FTX_1M: 45_031, BINANCE_1M: 15_000}
 
 
-@lru_cache(maxsize=None)
-def _bars() -> tuple[Bar, ...]:
-    bars = read_ohlcv(data_file(FTX_1M), "ftx", "BTC-PERP")
-    assert len(bars) == 45_031
+@cache
+def _bars(name: str = FTX_1M) -> tuple[Bar, ...]:
+    bars = read_ohlcv(data_file(name), "x", "BTC")
+    assert len(bars) == FILES[name]
     return tuple(bars)
 
 
@@ -30,108 +32,113 @@ def _run(bars) -> list[dict[str, float] | None]:
     return [f.update(b) for b in bars]
 
 
-def _rsi_reference(closes: np.ndarray) -> list[float]:
-    """Wilder's RSI(14) after each change, rescaled to [-1, 1]; partial seed before 14 changes."""
-    changes = np.diff(closes)
-    gains = np.where(changes > 0, changes, 0.0)
-    losses = np.where(changes < 0, -changes, 0.0)
-    out = []
-    for k in range(1, len(changes) + 1):
-        if k <= 14:  # seed: simple mean of the changes so far (of the first 14 once complete)
-            g, l = gains[:k].mean(), losses[:k].mean()  # noqa: E741
-        else:
-            g = (g * 13 + gains[k - 1]) / 14
-            l = (l * 13 + losses[k - 1]) / 14  # noqa: E741
-        if g + l == 0:
-            rsi = 50.0
-        elif l == 0:
-            rsi = 100.0
-        else:
-            rsi = 100.0 - 100.0 / (1.0 + g / l)
-        out.append((rsi - 50.0) / 50.0)
+def _wilder(values: np.ndarray, period: int = 14) -> np.ndarray:
+    """Wilder's smoothing: running mean of the first ``period`` values, then (a * 13 + v) / 14."""
+    out = np.empty(len(values))
+    a = 0.0
+    for k, v in enumerate(values, start=1):
+        a = a + (v - a) / k if k <= period else (a * (period - 1) + v) / period
+        out[k - 1] = a
     return out
 
 
-def _reference(bars) -> list[dict[str, float]]:
-    """Features of bars[1:], computed in batch from the whole array of closes."""
-    c = np.array([b.close for b in bars], dtype=float)
-    r = np.log(c[1:] / c[:-1])
-    rsi = _rsi_reference(c)
-    out = []
-    for t in range(1, len(c)):
-        window = r[max(0, t - 15):t]
-        out.append({
-            "ret_1": math.log(c[t] / c[t - 1]),
-            "ret_5": math.log(c[t] / c[max(0, t - 5)]),
-            "ret_15": math.log(c[t] / c[max(0, t - 15)]),
-            "vol_15": float(np.std(window, ddof=1)) if len(window) > 1 else 0.0,
-            "rsi_14": rsi[t - 1],
-            "range_1": math.log(bars[t].high / bars[t].low),
-        })
-    return out
+def _reference(bars) -> pd.DataFrame:
+    """All features of bars[1:], computed in batch with pandas from the whole arrays."""
+    df = pd.DataFrame([(b.open_time_ms, b.high, b.low, b.close, b.volume) for b in bars],
+                      columns=["t", "h", "l", "c", "v"])
+    c, h, lo, v = df.c, df.h, df.l, df.v
+    out = pd.DataFrame(index=df.index)
+    for k in (1, 5, 15, 60):
+        out[f"ret_{k}"] = np.log(c / c.shift(k).fillna(c.iloc[0]))
+    r2 = np.log(c / c.shift(1)) ** 2
+    for k in (15, 60):
+        out[f"vol_{k}"] = np.sqrt(r2.rolling(k, min_periods=1).mean())
+    change = c.diff()
+    gain = _wilder(change.clip(lower=0).to_numpy()[1:])
+    loss = _wilder((-change).clip(lower=0).to_numpy()[1:])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rsi = np.where(gain + loss > 0, (gain - loss) / (gain + loss), 0.0)
+    out["rsi_14"] = np.r_[np.nan, rsi]
+    macd = c.ewm(span=12, adjust=False).mean() - c.ewm(span=26, adjust=False).mean()
+    out["macd_hist"] = (macd - macd.ewm(span=9, adjust=False).mean()) / c
+    mid, sd = c.rolling(20, min_periods=1).mean(), c.rolling(20, min_periods=1).std(ddof=0)
+    out["bb_pctb"] = np.where(sd > SPREAD_FLOOR * c, (c - (mid - 2 * sd)) / (4 * sd), 0.5)
+    prev = c.shift(1)
+    tr = pd.concat([h - lo, (h - prev).abs(), (lo - prev).abs()], axis=1).max(axis=1)
+    out["atr_14"] = _wilder(tr.to_numpy()) / c
+    tp = (h + lo + c) / 3
+    vsum = v.rolling(60, min_periods=1).sum()
+    vwap = (tp * v).rolling(60, min_periods=1).sum() / vsum
+    out["vwap_dist"] = np.where(vsum > 0, np.log(c / vwap.where(vsum > 0, 1.0)), 0.0)
+    vm, vs = v.rolling(60, min_periods=1).mean(), v.rolling(60, min_periods=1).std(ddof=0)
+    out["volume_z"] = np.where((vm > 0) & (vs > SPREAD_FLOOR * vm), (v - vm) / vs.where(vs > 0, 1.0), 0.0)
+    minute = (df.t // 60_000 + 1) % 1440
+    out["tod_sin"] = np.sin(2 * np.pi * minute / 1440)
+    out["tod_cos"] = np.cos(2 * np.pi * minute / 1440)
+    out["window_fill"] = np.minimum(df.index, 60) / 60
+    return out.iloc[1:][list(FEATURE_NAMES)]
 
 
-def test_first_bar_gives_no_features():
+# Running sums in the incremental code vs pandas' own rolling algorithms: agreement to
+# ~1e-9 relative; the windowed volume statistic is compared on a coarser absolute scale
+# (its z-score divides by a spread that can be small).
+TOLERANCE = {name: (1e-7, 1e-12) for name in FEATURE_NAMES} | {"volume_z": (1e-6, 1e-8), "bb_pctb": (1e-6, 1e-9)}
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_features_match_batch_reference(name):
+    bars = _bars(name)[:N]
+    got = _run(bars)
+    assert got[0] is None and all(x is not None for x in got[1:])
+    ref = _reference(bars)
+    frame = pd.DataFrame(got[1:], columns=list(FEATURE_NAMES))
+    assert list(frame.columns) == list(FEATURE_NAMES)
+    assert np.isfinite(frame.to_numpy()).all()
+    for feature in FEATURE_NAMES:
+        rel, abs_ = TOLERANCE[feature]
+        np.testing.assert_allclose(frame[feature].to_numpy(), ref[feature].to_numpy(), rtol=rel, atol=abs_,
+                                   err_msg=f"{name}: {feature}")
+    # the data exercise every feature: non-trivial spreads, bounded oscillators
+    late = frame.iloc[100:]
+    assert 1e-4 < late.vol_15.median() < 5e-3
+    assert late.rsi_14.min() < -0.5 and late.rsi_14.max() > 0.5
+    assert late.bb_pctb.min() < 0 and late.bb_pctb.max() > 1  # closes outside the bands happen
+    assert late.volume_z.max() > 3 and (late.volume_z.abs() <= math.sqrt(59) + 1e-9).all()
+    assert late.macd_hist.abs().max() > 1e-4 and late.atr_14.min() > 0
+
+
+def test_binance_flat_start_takes_the_neutral_values():
+    # the Binance export opens with minutes at exactly 10,000 and almost no volume
+    got = _run(_bars(BINANCE_1M)[:5])
+    first = got[1]
+    assert first["ret_1"] == 0.0 and first["bb_pctb"] == 0.5 and first["rsi_14"] == 0.0
+    assert first["vwap_dist"] == 0.0
+
+
+def test_first_bar_gives_no_features_then_every_bar_does():
     f = BarFeatures()
     assert f.update(_bars()[0]) is None
     assert f.bars_seen == 1
     x = f.update(_bars()[1])
-    assert tuple(x) == FEATURE_NAMES
+    assert tuple(x) == FEATURE_NAMES and x["window_fill"] == 1 / 60
 
 
-def test_features_match_batch_reference():
-    bars = _bars()[:N]
-    got = _run(bars)
-    ref = _reference(bars)
-    assert got[0] is None and len(got) == len(ref) + 1
-    worst = {name: 0.0 for name in FEATURE_NAMES}
-    for t, (x, expected) in enumerate(zip(got[1:], ref), start=1):
-        assert set(x) == set(FEATURE_NAMES)
-        for name in FEATURE_NAMES:
-            assert math.isclose(x[name], expected[name], rel_tol=1e-9, abs_tol=1e-15), (
-                t, name, x[name], expected[name])
-            if expected[name]:
-                worst[name] = max(worst[name], abs(x[name] / expected[name] - 1))
-    # the data exercises every feature: non-trivial values, the RSI away from its bounds
-    vol = [x["vol_15"] for x in got[16:]]
-    assert 1e-4 < float(np.median(vol)) < 5e-3
-    rsi = [x["rsi_14"] for x in got[15:]]
-    assert min(rsi) < -0.5 and max(rsi) > 0.5 and all(-1 <= v <= 1 for v in rsi)
-    assert worst["vol_15"] < 1e-9
-
-
-def test_warm_up_uses_the_bars_available_so_far():
-    bars = _bars()[:20]
-    got = _run(bars)
-    c = [b.close for b in bars]
-    # second bar: one return, no spread yet; RSI is +-1 after a single move
-    assert got[1]["vol_15"] == 0.0
-    assert got[1]["rsi_14"] == (1.0 if c[1] > c[0] else -1.0 if c[1] < c[0] else 0.0)
-    assert got[3]["ret_5"] == pytest.approx(math.log(c[3] / c[0]), rel=1e-12)
-    assert got[3]["ret_15"] == pytest.approx(math.log(c[3] / c[0]), rel=1e-12)
-    assert got[19]["ret_15"] == pytest.approx(math.log(c[19] / c[4]), rel=1e-12)
-
-
-def test_vol_15_stays_exact_over_the_whole_month():
-    # running sums could drift over 45,000 updates; compare to a fresh window every 500 bars
+def test_features_stay_exact_over_the_whole_month():
+    # running sums could drift over 45,000 updates; compare against pandas every 500 bars
     bars = _bars()
     got = _run(bars)
-    c = np.array([b.close for b in bars])
-    r = np.log(c[1:] / c[:-1])
-    worst = 0.0
-    for t in range(16, len(bars), 500):
-        expected = float(np.std(r[t - 15:t], ddof=1))
-        worst = max(worst, abs(got[t]["vol_15"] - expected) / expected)
-    assert worst < 1e-9
+    ref = _reference(bars)
+    for t in range(100, len(bars), 500):
+        for feature in ("vol_15", "vol_60", "bb_pctb", "vwap_dist", "atr_14"):
+            assert got[t][feature] == pytest.approx(ref[feature].iloc[t - 1], rel=1e-7, abs=1e-12), (t, feature)
 
 
-def test_no_look_ahead():
+def test_no_look_ahead_on_random_prefixes():
     bars = _bars()[:N]
     full = _run(bars)
     rng = random.Random(20240809)
-    for k in sorted(rng.sample(range(1, N), 40)) + [1, 2, 14, 15, 16, N - 1]:
-        prefix = _run(bars[: k + 1])
-        assert prefix[-1] == full[k], k
+    for k in sorted(rng.sample(range(1, N), 30)) + [1, 2, 14, 15, 20, 26, 60, 61, N - 1]:
+        assert _run(bars[: k + 1])[-1] == full[k], k
     # changing every later bar leaves the earlier features unchanged
     k = 777
     changed = list(bars[: k + 1]) + [
@@ -140,7 +147,7 @@ def test_no_look_ahead():
     assert _run(changed)[: k + 1] == full[: k + 1]
 
 
-@pytest.mark.parametrize("cut", [0, 1, 5, 15, 16, 400])
+@pytest.mark.parametrize("cut", [0, 1, 5, 15, 16, 61, 400])
 def test_pickle_mid_stream_continues_identically(cut):
     bars = _bars()[:600]
     f = BarFeatures()
@@ -154,16 +161,25 @@ def test_pickle_mid_stream_continues_identically(cut):
     assert resumed == _run(bars)[cut:]
 
 
-@pytest.mark.parametrize("close, low", [(0.0, 1.0), (-1.0, 1.0), (1.0, 0.0), (float("nan"), 1.0)])
-def test_non_positive_prices_raise(close, low):
+@pytest.mark.parametrize("close, high, low, volume", [
+    (0.0, 1.0, 1.0, 1.0), (-1.0, 1.0, 1.0, 1.0), (1.0, 1.0, 0.0, 1.0), (float("nan"), 1.0, 1.0, 1.0),
+    (1.0, float("inf"), 1.0, 1.0), (1.0, 1.0, 1.0, -1.0), (1.0, 1.0, 1.0, float("nan")),
+])
+def test_bad_bars_raise_and_leave_no_trace(close, high, low, volume):
     f = BarFeatures()
-    with pytest.raises(ValueError, match="must be > 0"):
-        f.update(Bar("x", "S", 0, 1.0, 1.0, low, close, 1.0, 1))
-    assert f.bars_seen == 0  # the bad bar left no trace
+    f.update(Bar("x", "S", 0, 1.0, 1.0, 1.0, 1.0, 1.0, 1))
+    with pytest.raises(ValueError, match="must be"):
+        f.update(Bar("x", "S", 60_000, 1.0, high, low, close, volume, 1))
+    assert f.bars_seen == 1
+    x = f.update(Bar("x", "S", 60_000, 1.0, 1.0, 1.0, 1.0, 1.0, 1))
+    assert x["ret_1"] == 0.0
 
 
-def test_flat_prices_give_zero_volatility_and_neutral_rsi():
+def test_flat_prices_give_neutral_values():
     f = BarFeatures()
-    for i in range(30):
+    for i in range(80):
         x = f.update(Bar("x", "S", i * 60_000, 100.0, 100.0, 100.0, 100.0, 1.0, 1))
-    assert x == {"ret_1": 0.0, "ret_5": 0.0, "ret_15": 0.0, "vol_15": 0.0, "rsi_14": 0.0, "range_1": 0.0}
+    assert {k: x[k] for k in ("ret_1", "ret_60", "vol_15", "vol_60", "rsi_14", "macd_hist", "atr_14",
+                              "vwap_dist", "volume_z")} == dict.fromkeys(
+        ("ret_1", "ret_60", "vol_15", "vol_60", "rsi_14", "macd_hist", "atr_14", "vwap_dist", "volume_z"), 0.0)
+    assert x["bb_pctb"] == 0.5 and x["window_fill"] == 1.0

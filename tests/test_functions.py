@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 
 import azure.functions as func
-from azure.functions.decorators.core import BindingDirection, Cardinality
 import pytest
+from azure.functions.decorators.core import BindingDirection, Cardinality
 
 import function_app
 from functions import archive as archive_module
@@ -38,7 +38,28 @@ def bindings(name: str) -> dict[str, dict]:
 
 
 def test_app_registers_exactly_the_blueprint_functions():
-    assert sorted(f.get_function_name() for f in app_functions(function_app.app)) == ["archive", "predict"]
+    names = {f.get_function_name() for f in app_functions(function_app.app)}
+    assert {"archive", "predict", "promote_model", "retrain"} <= names
+
+
+def test_retrain_is_a_timer_on_the_configured_schedule():
+    trigger = bindings("retrain")["timer"]
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["schedule"] == "%RETRAIN_SCHEDULE%"
+    assert not trigger["runOnStartup"]
+    fields = SETTINGS["RETRAIN_SCHEDULE"].default.split()
+    assert len(fields) == 6, "NCRONTAB has six fields: second minute hour day month day-of-week"
+
+
+def test_promote_model_is_an_event_grid_blob_trigger_on_candidate_metadata():
+    b = bindings("promote_model")
+    trigger = b["blob"]
+    assert trigger["type"] == "blobTrigger"
+    assert trigger["source"] == "EventGrid"  # the only blob trigger source on Flex Consumption
+    assert trigger["path"] == "%MODELS_CONTAINER%/{key}/candidates/{version}/metadata.json"
+    assert trigger["connection"] == "MODEL_STORAGE"
+    assert b["changes"]["type"] == "eventHub" and b["changes"]["eventHubName"] == "%PREDICTIONS_HUB_NAME%"
+    assert b["signalr"]["type"] == "signalR" and b["signalr"]["hubName"] == "%SIGNALR_HUB_NAME%"
 
 
 def test_predict_bindings():
@@ -106,7 +127,7 @@ def test_predict_then_archive_through_the_user_functions(app_settings, model_reg
     outputs: list[dict] = []
     for i in range(0, len(ticks), 97):  # several invocations: state carries across batches
         preds, dead = CollectingOut(), CollectingOut()
-        predict(events=events_from(ticks[i:i + 97], i), predictions=preds, deadletters=dead)
+        predict(events=events_from(ticks[i:i + 97], i), predictions=preds, deadletters=dead, signalr=CollectingOut())
         assert dead.get() is None
         outputs += [json.loads(x) for x in preds.items()]
 
@@ -139,7 +160,8 @@ def test_predict_sets_aside_malformed_events_and_keeps_the_rest(app_settings):
     events.insert(10, func.EventHubEvent(body=b"{not json", sequence_number=9999))
     events.insert(20, func.EventHubEvent(body=b'{"v":1,"type":"tick","symbol":"BTC/USD"}', sequence_number=9998))
     preds, dead = CollectingOut(), CollectingOut()
-    predict_module.predict.build().get_user_function()(events=events, predictions=preds, deadletters=dead)
+    predict_module.predict.build().get_user_function()(events=events, predictions=preds, deadletters=dead,
+                                                       signalr=CollectingOut())
     letters = [json.loads(x) for x in dead.items()]
     assert [d["source"] for d in letters] == ["ticks", "ticks"]
     assert "seq=9999" in letters[0]["position"] and letters[0]["payload"] == "{not json"
@@ -166,9 +188,10 @@ def test_archive_sets_aside_malformed_events(app_settings, mysql_url):
 
 def test_unreachable_model_storage_starts_the_symbol_cold(monkeypatch):
     """A registry that cannot be reached is logged; the stream goes on with a cold model."""
+    from azure.storage.blob import ContainerClient
+
     from shared.predicting import build_predict_service
     from shared.registry import ModelRegistry
-    from azure.storage.blob import ContainerClient
 
     dead = ContainerClient.from_connection_string(
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="

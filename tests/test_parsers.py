@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 from shared.events import MalformedEventError, Tick, decode_tick, encode
 from shared.parsers import parse_trade, read_recorded, split_ws_line
 from shared.parsers.recorded import detect_format, exchange_from_name
-
-from tests.data_files import (  # noqa: E402
+from tests.data_files import (
     BTC_SPOT_CSV,
     BTC_WS_RAW,
     ETH_SPOT_CSV,
@@ -25,7 +24,6 @@ from tests.data_files import (  # noqa: E402
     WS_SAMPLES,
     data_file,
 )
-
 
 SPOT_TRADE = {
     "e": "trade",
@@ -299,9 +297,20 @@ def test_every_trade_line_of_ws_message_samples_parses():
 
 
 def test_ws_message_samples_read_as_recording():
+    # 8 Binance trades and, through the Coinbase parser, 2 matches + 1 last_match
     records = list(read_recorded(data_file(WS_SAMPLES)))
-    assert sum(r.tick is not None for r in records) == 8
+    ticks = [r.tick for r in records if r.tick is not None]
+    assert len(ticks) == 11
     assert not [r for r in records if r.error]
+    coinbase = [t for t in ticks if t.exchange == "coinbase"]
+    assert [(t.symbol, t.trade_id, t.side) for t in coinbase] == [
+        ("SKL-BTC", 280232, "buy"),  # maker side "sell" -> taker bought
+        ("SKL-USD", 1568268, "buy"),
+        ("BAND-GBP", 881613, "buy"),
+    ]
+    assert coinbase[0].event_time_ms == 1618677817089 and coinbase[0].ingest_time_ms == 1618677817129
+    # an explicit exchange keeps to that exchange's parser: Coinbase lines are skipped
+    assert sum(r.tick is not None for r in read_recorded(data_file(WS_SAMPLES), exchange="binance")) == 8
 
 
 # ----------------------------------------------------------------------------- recorded files

@@ -64,7 +64,7 @@ def save(registry: ModelRegistry, key: str, model: object, created_at_ms: int = 
 UNPICKLED: list[str] = []
 
 
-def _tripwire(payload: str) -> "Tripwire":
+def _tripwire(payload: str) -> Tripwire:
     UNPICKLED.append(payload)  # runs only when the bytes are unpickled
     return Tripwire(payload)
 

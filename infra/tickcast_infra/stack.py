@@ -1,119 +1,80 @@
-"""The tickcast stack: the Azure resources of the design (ARCHITECTURE.md), in pulumi-azure-native v3.
+"""The tickcast stack: every Azure resource of the design (ARCHITECTURE.md), in pulumi-azure-native v3.
 
-Declared now (minimal first cut):
+:func:`build` declares, in one resource group:
 
-- a resource group holding everything;
-- a storage account (StorageV2, Standard_LRS, TLS 1.2 minimum, HTTPS only, no public blob
-  access) with the ``models`` blob container of the model registry;
-- an Event Hubs namespace (Standard SKU, so the Kafka endpoint is on) with the hubs
-  ``ticks``, ``predictions`` and ``deadletter`` and the consumer groups ``predict`` (on
-  ticks) and ``archive`` (on predictions).
+- monitoring: Log Analytics workspace, Application Insights (:mod:`.monitoring`);
+- storage: account with the ``models`` and ``app-package`` containers (:mod:`.storage`);
+- Event Hubs: Standard namespace, hubs ``ticks``/``predictions``/``deadletter``, consumer groups
+  ``predict``/``archive``/``external`` (:mod:`.messaging`);
+- MySQL flexible server, database, TLS required, firewall rule for Azure services (:mod:`.database`);
+- Key Vault holding ``MYSQL_URL`` (:mod:`.vault`);
+- SignalR Service, Serverless, CORS for the dashboard (:mod:`.signalr`);
+- one user-assigned identity per workload and their role assignments (:mod:`.identity`);
+- the Flex Consumption Function App with its app settings (:mod:`.functionapp`,
+  :mod:`.settings_contract`), and the Event Grid topic/subscription of ``promote_model`` (:mod:`.events`);
+- Container Apps environment, container registry and the ingestor app (:mod:`.ingestor`).
 
-NOT YET DECLARED — a later issue adds them here: the Function App (Flex Consumption plan,
-its own storage, managed identity and app settings from ``shared.settings.SETTINGS``, with
-role assignments "Azure Event Hubs Data Receiver/Sender" and "Storage Blob Data
-Contributor"), the ingestor Container App and its environment, Azure Database for MySQL
-Flexible Server, Azure SignalR Service (serverless mode), the Event Grid subscription behind
-the ``promote_model`` blob trigger, Application Insights. Until then, local (SAS) auth stays
-on for the namespace and the storage account.
+Names: hub, consumer-group and container names are fixed, because the code refers to them (their
+defaults in ``shared.settings.SETTINGS``; the tests check both agree). Other resources are
+auto-named by Pulumi from ``<namePrefix>...`` plus a random suffix, except the Function App, whose
+name is derived from the resource group id (see :mod:`.functionapp`).
 
-Names: hub, consumer-group and container names are fixed, because the code refers to them
-(their defaults in ``shared.settings.SETTINGS``; ``tests/test_infra.py`` checks both agree).
-The resource group, storage account and namespace are auto-named by Pulumi from
-``<namePrefix>...`` plus a random suffix, since the last two must be globally unique.
-
-The config is read once, into :class:`StackConfig`, and :func:`build` takes it as an
-argument so tests can build the stack under ``pulumi.runtime.set_mocks`` with any config.
+The config is read once, into :class:`StackConfig`, and :func:`build` takes it as an argument so
+tests can build the stack under ``pulumi.runtime.set_mocks`` with any config.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
 
 import pulumi
-from pulumi_azure_native import eventhub, resources, storage
+from pulumi_azure_native import app as containerapps
+from pulumi_azure_native import authorization, eventhub, resources, storage
 
-# Names the application code refers to. They must equal the defaults of TICKS_HUB_NAME,
-# PREDICTIONS_HUB_NAME, DEADLETTER_HUB_NAME, PREDICT_CONSUMER_GROUP, ARCHIVE_CONSUMER_GROUP
-# and MODELS_CONTAINER in shared/settings.py (checked by tests/test_infra.py). They are not
-# imported from there so that the Pulumi program runs from infra/ on its own.
-TICKS_HUB = "ticks"
-PREDICTIONS_HUB = "predictions"
-DEADLETTER_HUB = "deadletter"
-PREDICT_CONSUMER_GROUP = "predict"
-ARCHIVE_CONSUMER_GROUP = "archive"
-MODELS_CONTAINER = "models"
+from . import identity as roles
+from .config import (
+    ARCHIVE_CONSUMER_GROUP,
+    DEADLETTER_HUB,
+    MAX_PARTITIONS,
+    MODELS_CONTAINER,
+    PREDICT_CONSUMER_GROUP,
+    PREDICTIONS_HUB,
+    TICKS_HUB,
+    StackConfig,
+)
+from .database import Database, database_url, declare_database
+from .events import Events, declare_events
+from .functionapp import FunctionApp, declare_function_app, default_host_name, function_app_name
+from .identity import Workload, workload_identity
+from .ingestor import Ingestor, declare_environment, declare_ingestor_app, declare_registry
+from .messaging import Messaging, declare_messaging
+from .monitoring import Monitoring, declare_monitoring
+from .settings_contract import (
+    FUNCTIONS,
+    INGESTOR,
+    Wiring,
+    function_app_settings,
+    plain_settings,
+    secret_settings,
+    secrets_needed,
+)
+from .signalr import SignalR, declare_signalr
+from .storage import Storage, declare_storage
+from .vault import Vault, declare_vault
 
-#: Event Hubs Standard tier: 1 to 32 partitions per hub, fixed once the hub exists.
-MAX_PARTITIONS = 32
-
-_PREFIX = re.compile(r"[a-z][a-z0-9]{2,10}")
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    """The stack's settings; defaults equal those declared in ``infra/Pulumi.yaml``.
-
-    ``name_prefix`` is 3-11 lowercase letters and digits starting with a letter, so that the
-    storage account's auto-generated name (prefix + ``st`` + 8 random characters) stays
-    within Azure's 3-24 lowercase alphanumerics.
-
-    >>> StackConfig(ticks_partitions=8).ticks_partitions
-    8
-    >>> StackConfig(ticks_partitions=0)
-    Traceback (most recent call last):
-    ...
-    ValueError: ticksPartitions=0 must be an integer in 1..32
-    """
-
-    location: str = "westeurope"
-    name_prefix: str = "tickcast"
-    ticks_partitions: int = 4
-    predictions_partitions: int = 2
-    deadletter_partitions: int = 1
-
-    #: dataclass field -> key in the project's Pulumi config namespace
-    CONFIG_KEYS: ClassVar[Mapping[str, str]] = {
-        "location": "location",
-        "name_prefix": "namePrefix",
-        "ticks_partitions": "ticksPartitions",
-        "predictions_partitions": "predictionsPartitions",
-        "deadletter_partitions": "deadletterPartitions",
-    }
-
-    def __post_init__(self) -> None:
-        if not self.location.strip():
-            raise ValueError("location must not be empty")
-        if not _PREFIX.fullmatch(self.name_prefix):
-            raise ValueError(
-                f"namePrefix={self.name_prefix!r} must be 3-11 lowercase letters and digits, "
-                "starting with a letter"
-            )
-        for field, key in self.CONFIG_KEYS.items():
-            if field.endswith("_partitions"):
-                value = getattr(self, field)
-                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARTITIONS:
-                    raise ValueError(f"{key}={value!r} must be an integer in 1..{MAX_PARTITIONS}")
-
-    @classmethod
-    def from_pulumi_config(cls, config: pulumi.Config | None = None) -> "StackConfig":
-        """Read the settings from ``config`` (default: the project's ``pulumi.Config()``).
-
-        Unset keys take the dataclass defaults; a non-integer partition count raises
-        ``pulumi.ConfigTypeError``, an out-of-range value ``ValueError``.
-        """
-        config = pulumi.Config() if config is None else config
-        defaults = cls()
-        values: dict[str, object] = {}
-        for field, key in cls.CONFIG_KEYS.items():
-            if field.endswith("_partitions"):
-                value = config.get_int(key)
-            else:
-                value = config.get(key)
-            values[field] = getattr(defaults, field) if value is None else value
-        return cls(**values)  # type: ignore[arg-type]
+__all__ = [
+    "ARCHIVE_CONSUMER_GROUP",
+    "DEADLETTER_HUB",
+    "MAX_PARTITIONS",
+    "MODELS_CONTAINER",
+    "PREDICTIONS_HUB",
+    "PREDICT_CONSUMER_GROUP",
+    "TICKS_HUB",
+    "StackConfig",
+    "StackOutputs",
+    "build",
+]
 
 
 @dataclass(frozen=True)
@@ -121,91 +82,184 @@ class StackOutputs:
     """The resources :func:`build` declared, and the values the stack exports."""
 
     resource_group: resources.ResourceGroup
-    storage_account: storage.StorageAccount
-    models_container: storage.BlobContainer
-    eventhub_namespace: eventhub.Namespace
-    hubs: Mapping[str, eventhub.EventHub]
-    consumer_groups: Mapping[str, eventhub.ConsumerGroup]
+    monitoring: Monitoring
+    storage: Storage
+    messaging: Messaging
+    database: Database
+    vault: Vault
+    signalr: SignalR
+    workloads: Mapping[str, Workload]
+    function_app: FunctionApp
+    events: Events
+    ingestor: Ingestor
+
+    # Shortcuts kept from the first cut of the stack.
+    @property
+    def storage_account(self) -> storage.StorageAccount:
+        return self.storage.account
+
+    @property
+    def models_container(self) -> storage.BlobContainer:
+        return self.storage.models_container
+
+    @property
+    def eventhub_namespace(self) -> eventhub.Namespace:
+        return self.messaging.namespace
+
+    @property
+    def hubs(self) -> Mapping[str, eventhub.EventHub]:
+        return self.messaging.hubs
+
+    @property
+    def consumer_groups(self) -> Mapping[str, eventhub.ConsumerGroup]:
+        return self.messaging.consumer_groups
 
     @property
     def eventhub_fully_qualified_namespace(self) -> pulumi.Output[str]:
-        """``<namespace>.servicebus.windows.net`` (Azure public cloud): the value of the
-        ``EVENTHUB__fullyQualifiedNamespace`` app setting for identity-based bindings."""
-        return self.eventhub_namespace.name.apply(lambda name: f"{name}.servicebus.windows.net")
+        return self.messaging.fully_qualified_namespace
 
     def exports(self) -> dict[str, pulumi.Output[str]]:
         """Stack outputs by name, as ``__main__.py`` exports them."""
-        return {
+        outputs = {
             "resource_group_name": self.resource_group.name,
-            "storage_account_name": self.storage_account.name,
-            "eventhub_namespace_name": self.eventhub_namespace.name,
-            "eventhub_fully_qualified_namespace": self.eventhub_fully_qualified_namespace,
+            "storage_account_name": self.storage.account.name,
+            "eventhub_namespace_name": self.messaging.namespace.name,
+            "eventhub_fully_qualified_namespace": self.messaging.fully_qualified_namespace,
+            "function_app_name": self.function_app.app.name,
+            "function_app_url": self.function_app.url,
+            "negotiate_url": self.function_app.negotiate_url,
+            "dashboard_url": self.function_app.dashboard_url,
+            "signalr_service_uri": self.signalr.service_uri,
+            "mysql_host": self.database.host,
+            "mysql_database": self.database.database.name,
+            "key_vault_name": self.vault.vault.name,
+            "container_registry_login_server": self.ingestor.registry.login_server,
         }
+        if self.ingestor.app is not None:
+            outputs["ingestor_app_name"] = self.ingestor.app.name
+        return outputs
+
+
+def _grant_function_roles(
+    functions: Workload,
+    subscription_id: pulumi.Input[str],
+    messaging: Messaging,
+    account: storage.StorageAccount,
+    signalr: SignalR,
+    vault: Vault,
+    monitoring: Monitoring,
+) -> None:
+    """The Function App's rights: receive on the hubs it is triggered by, send on those it writes,
+    own blobs (host storage, model registry), queues and tables of the storage account (host and
+    blob trigger), SignalR Service Owner, read its own Key Vault secrets, publish telemetry."""
+    hubs = messaging.hubs
+    for hub in (TICKS_HUB, PREDICTIONS_HUB):
+        functions.grant(f"eh-receive-{hub}", roles.EVENT_HUBS_DATA_RECEIVER, hubs[hub].id, subscription_id,
+                        f"Event Hub trigger on {hub}")
+    for hub in (PREDICTIONS_HUB, DEADLETTER_HUB):
+        functions.grant(f"eh-send-{hub}", roles.EVENT_HUBS_DATA_SENDER, hubs[hub].id, subscription_id,
+                        f"Event Hub output to {hub}")
+    functions.grant("blob-owner", roles.STORAGE_BLOB_DATA_OWNER, account.id, subscription_id,
+                    "host storage (AzureWebJobsStorage), deployment packages and model blobs")
+    functions.grant("queue-contributor", roles.STORAGE_QUEUE_DATA_CONTRIBUTOR, account.id, subscription_id,
+                    "host queues and the promote_model blob trigger's queues")
+    functions.grant("table-contributor", roles.STORAGE_TABLE_DATA_CONTRIBUTOR, account.id, subscription_id,
+                    "host diagnostic events")
+    functions.grant("signalr-owner", roles.SIGNALR_SERVICE_OWNER, signalr.service.id, subscription_id,
+                    "SignalR bindings in Serverless mode")
+    for name in secret_settings(FUNCTIONS).values():
+        functions.grant(f"kv-{name}", roles.KEY_VAULT_SECRETS_USER, vault.secrets[name].id, subscription_id,
+                        f"Key Vault reference to {name}")
+    functions.grant("appi-publisher", roles.MONITORING_METRICS_PUBLISHER, monitoring.app_insights.id,
+                    subscription_id, "Entra-authenticated telemetry")
 
 
 def build(config: StackConfig) -> StackOutputs:
     """Declare the stack's resources for ``config`` and return them."""
     prefix = config.name_prefix
     group = resources.ResourceGroup(f"{prefix}-rg", location=config.location)
+    client = authorization.get_client_config_output()
 
-    account = storage.StorageAccount(
-        f"{prefix}st",
-        resource_group_name=group.name,
-        location=group.location,
-        kind=storage.Kind.STORAGE_V2,
-        sku=storage.SkuArgs(name=storage.SkuName.STANDARD_LRS),
-        minimum_tls_version=storage.MinimumTlsVersion.TLS1_2,
-        enable_https_traffic_only=True,
-        allow_blob_public_access=False,
+    monitoring = declare_monitoring(config, group)
+    store = declare_storage(config, group)
+    messaging = declare_messaging(config, group)
+    database = declare_database(config, group)
+    functions = workload_identity(prefix, FUNCTIONS, group)
+    ingestor_identity = workload_identity(prefix, INGESTOR, group)
+
+    app_name = function_app_name(prefix, group)
+    host_name = default_host_name(app_name)
+    signalr = declare_signalr(config, group, allowed_origins=[pulumi.Output.concat("https://", host_name)])
+
+    function_wiring = Wiring(
+        client_id=functions.client_id,
+        eventhub_namespace=messaging.fully_qualified_namespace,
+        symbols=config.symbols,
+        ingestor_subscriptions=config.ingestor_subscriptions,
+        retrain_schedule=config.retrain_schedule,
+        blob_endpoint=store.endpoint("blob"),
+        queue_endpoint=store.endpoint("queue"),
+        table_endpoint=store.endpoint("table"),
+        signalr_uri=signalr.service_uri,
+        mysql_url=database_url(config, database),
+        app_insights_connection_string=monitoring.app_insights.connection_string,
     )
-    container = storage.BlobContainer(
-        f"{prefix}-{MODELS_CONTAINER}",
-        resource_group_name=group.name,
-        account_name=account.name,
-        container_name=MODELS_CONTAINER,
-        public_access=storage.PublicAccess.NONE,
+    ingestor_wiring = Wiring(
+        client_id=ingestor_identity.client_id,
+        eventhub_namespace=messaging.fully_qualified_namespace,
+        symbols=config.symbols,
+        ingestor_subscriptions=config.ingestor_subscriptions,
+        retrain_schedule=config.retrain_schedule,
+    )
+    vault = declare_vault(
+        config, group, client.tenant_id,
+        {**secrets_needed(FUNCTIONS, function_wiring), **secrets_needed(INGESTOR, ingestor_wiring)},
     )
 
-    namespace = eventhub.Namespace(
-        f"{prefix}-ehns",
-        resource_group_name=group.name,
-        location=group.location,
-        sku=eventhub.SkuArgs(name=eventhub.SkuName.STANDARD, tier=eventhub.SkuTier.STANDARD, capacity=1),
-        minimum_tls_version=eventhub.TlsVersion.TLS_VERSION_1_2,
+    _grant_function_roles(functions, client.subscription_id, messaging, store.account, signalr, vault, monitoring)
+    function_app = declare_function_app(
+        config,
+        group,
+        name=app_name,
+        identity_id=functions.resource_id,
+        deployment_container_url=store.deployment_container_url,
+        app_settings=function_app_settings(function_wiring, vault.reference),
+        depends_on=list(functions.assignments),
     )
-    partitions = {
-        TICKS_HUB: config.ticks_partitions,
-        PREDICTIONS_HUB: config.predictions_partitions,
-        DEADLETTER_HUB: config.deadletter_partitions,
-    }
-    hubs = {
-        hub: eventhub.EventHub(
-            f"{prefix}-{hub}",
-            resource_group_name=group.name,
-            namespace_name=namespace.name,
-            event_hub_name=hub,
-            partition_count=count,
+    events = declare_events(config, group, store.account.id, function_app.app, function_app.host_name)
+
+    registry = declare_registry(config, group)
+    environment = declare_environment(config, group, monitoring.workspace)
+    for hub in (TICKS_HUB, DEADLETTER_HUB):
+        ingestor_identity.grant(f"eh-send-{hub}", roles.EVENT_HUBS_DATA_SENDER, messaging.hubs[hub].id,
+                                client.subscription_id, f"publish to {hub}")
+    ingestor_identity.grant("acr-pull", roles.ACR_PULL, registry.id, client.subscription_id, "pull its image")
+    for name in secret_settings(INGESTOR).values():
+        ingestor_identity.grant(f"kv-{name}", roles.KEY_VAULT_SECRETS_USER, vault.secrets[name].id,
+                                client.subscription_id, f"secret reference to {name}")
+    ingestor_app: containerapps.ContainerApp | None = None
+    if config.ingestor_image:
+        ingestor_app = declare_ingestor_app(
+            config,
+            group,
+            environment,
+            registry,
+            identity_id=ingestor_identity.resource_id,
+            env=plain_settings(INGESTOR, ingestor_wiring),
+            secret_env={name: vault.secret_uri(secret) for name, secret in secret_settings(INGESTOR).items()},
+            depends_on=list(ingestor_identity.assignments),
         )
-        for hub, count in partitions.items()
-    }
-    groups = {
-        group_name: eventhub.ConsumerGroup(
-            f"{prefix}-{hub}-{group_name}",
-            resource_group_name=group.name,
-            namespace_name=namespace.name,
-            event_hub_name=hubs[hub].name,
-            consumer_group_name=group_name,
-        )
-        for hub, group_name in (
-            (TICKS_HUB, PREDICT_CONSUMER_GROUP),
-            (PREDICTIONS_HUB, ARCHIVE_CONSUMER_GROUP),
-        )
-    }
+
     return StackOutputs(
         resource_group=group,
-        storage_account=account,
-        models_container=container,
-        eventhub_namespace=namespace,
-        hubs=hubs,
-        consumer_groups=groups,
+        monitoring=monitoring,
+        storage=store,
+        messaging=messaging,
+        database=database,
+        vault=vault,
+        signalr=signalr,
+        workloads={FUNCTIONS: functions, INGESTOR: ingestor_identity},
+        function_app=function_app,
+        events=events,
+        ingestor=Ingestor(registry=registry, environment=environment, app=ingestor_app),
     )

@@ -25,6 +25,11 @@ they are not errors. A message that *is* a trade (``"e":"trade"`` or a
 whose ``X`` is not ``MARKET`` (insurance-fund and ADL fills) are not market trades
 and also give ``None``.
 
+:func:`parse_message` wraps :func:`parse_trade` for the live ingestor: it also
+classifies subscription replies, error replies and other streams' messages (see
+:class:`~shared.parsers.common.ParsedMessage`). :func:`subscribe_request` builds the
+``SUBSCRIBE`` request of a combined ``/stream`` connection.
+
 Examples
 --------
 >>> msg = ('{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT",'
@@ -40,12 +45,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from shared.events import MalformedEventError, Tick, validate_tick
+from shared.parsers.common import ParsedMessage
 
 BINANCE_EXCHANGES = ("binance", "binance-usdm")
 """Exchange ids for Binance spot and Binance USD-M futures."""
+
+_CONTROL_KEYS = ("result", "id")
 
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
@@ -156,3 +165,88 @@ def parse_trade(
         ingest_time_ms=ingest_time_ms,
     )
     return validate_tick(tick)
+
+
+def trade_stream(symbol: str) -> str:
+    """Name of the ``@trade`` stream of ``symbol`` (Binance stream names are lower case).
+
+    >>> trade_stream("BTCUSDT")
+    'btcusdt@trade'
+    """
+    return f"{symbol.lower()}@trade"
+
+
+def subscribe_request(symbols: list[str] | tuple[str, ...], request_id: int = 1) -> dict[str, Any]:
+    """The ``SUBSCRIBE`` request for the ``@trade`` streams of ``symbols`` (one combined connection).
+
+    Binance spot / USD-M "Live subscribing/unsubscribing to streams":
+    ``{"method": "SUBSCRIBE", "params": [...], "id": <int>}``, answered by
+    ``{"result": null, "id": <int>}``.
+
+    >>> subscribe_request(["BTCUSDT", "ETHUSDT"], 7)
+    {'method': 'SUBSCRIBE', 'params': ['btcusdt@trade', 'ethusdt@trade'], 'id': 7}
+    """
+    return {"method": "SUBSCRIBE", "params": [trade_stream(s) for s in symbols], "id": request_id}
+
+
+def looks_like_binance(obj: Mapping[str, Any]) -> bool:
+    """True for a JSON object shaped like a Binance stream message, reply or REST depth snapshot."""
+    return (
+        "stream" in obj
+        or isinstance(obj.get("e"), str)
+        or ("result" in obj and "id" in obj)
+        or "lastUpdateId" in obj
+        or ("u" in obj and "s" in obj and "b" in obj)
+    )
+
+
+def parse_message(
+    message: bytes | bytearray | str | Mapping[str, Any],
+    *,
+    ingest_time_ms: int,
+    exchange: str = "binance",
+) -> ParsedMessage:
+    """Parse one Binance websocket message into a :class:`~shared.parsers.common.ParsedMessage`.
+
+    Parameters
+    ----------
+    message : bytes, str or mapping
+        One message of a raw (``/ws``) or combined (``/stream``) connection.
+    ingest_time_ms : int
+        When the ingestor received it, ms since epoch UTC.
+    exchange : str, default ``"binance"``
+        ``"binance"`` (spot) or ``"binance-usdm"`` (USD-M futures).
+
+    Returns
+    -------
+    ParsedMessage
+        ``trades`` (one tick, via :func:`parse_trade`); ``control`` for a
+        ``{"result": ..., "id": ...}`` reply to SUBSCRIBE; ``error`` for an error reply
+        (``{"error": {...}}`` or ``{"code": ..., "msg": ...}``); ``ignored`` for
+        non-market USD-M fills and for other known streams (book ticker, depth,
+        aggregate trades); ``unknown`` for anything else.
+
+    Raises
+    ------
+    MalformedEventError
+        As :func:`parse_trade`: not a JSON object, or an invalid trade.
+    """
+    obj = _load(message)
+    if not isinstance(obj, Mapping):
+        raise MalformedEventError(f"not a JSON object: {type(obj).__name__}")
+    tick = parse_trade(obj, ingest_time_ms=ingest_time_ms, exchange=exchange)
+    if tick is not None:
+        return ParsedMessage("trades", (tick,))
+    if "error" in obj or ("code" in obj and "msg" in obj):
+        error = obj.get("error", obj)
+        return ParsedMessage("error", detail=f"{error!s:.300}")
+    if all(k in obj for k in _CONTROL_KEYS) and "e" not in obj:
+        return ParsedMessage("control", detail="reply")
+    data = obj.get("data") if "stream" in obj else obj
+    if isinstance(data, Mapping) and (
+        data.get("e") in ("trade", "aggTrade", "depthUpdate", "bookTicker", "24hrTicker", "kline")
+        or ("u" in data and "b" in data and "a" in data)
+        or "lastUpdateId" in data
+    ):
+        return ParsedMessage("ignored", detail=str(obj.get("stream") or data.get("e") or "book"))
+    return ParsedMessage("unknown", detail=f"keys={sorted(map(str, obj))[:8]}")

@@ -14,9 +14,14 @@ the line shape (see :func:`detect_format`):
 ``ws``
     Raw websocket recordings, one message per line after a recorder prefix:
     ``<recv_ns> <json>`` (``*_ws_raw_*.txt.gz``), ``<t1> | <t2> | <t3> | <json>``, or
-    ``<epoch_s>: <json>``. Lines starting with ``#`` are annotations. Only Binance
-    trade messages become ticks (:func:`shared.parsers.binance.parse_trade`); every
-    other message is reported as skipped.
+    ``<epoch_s>: <json>``. Lines starting with ``#`` are annotations. Each message
+    goes through the same parser the live ingestor uses for its exchange
+    (:mod:`~shared.parsers.binance`, :mod:`~shared.parsers.coinbase`,
+    :mod:`~shared.parsers.kraken`), chosen from the ``exchange`` argument or, when
+    the file name does not name the exchange, from the message's shape. Trades become
+    ticks; every other message (book ticker, depth, heartbeat, reply) is skipped.
+    A Kraken v2 message with several trades gives one item per trade (positions
+    ``<file>:<line>``, ``<file>:<line>#2``, ...).
 
 Every line after a CSV header gives exactly one :class:`RecordedTrade`: a tick, a
 skip (a non-trade message, a blank or ``#`` line), or an error with its reason. The
@@ -37,11 +42,12 @@ import io
 import os
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from shared.events import MalformedEventError, Tick, validate_tick
-from shared.parsers.binance import parse_trade
+from shared.parsers import binance, coinbase, kraken
+from shared.parsers.common import load_object
 
 FORMATS = ("binance-csv", "kraken-csv", "ws")
 """Names of the recorded formats understood by :func:`read_recorded`."""
@@ -124,6 +130,8 @@ def exchange_from_name(path: str | os.PathLike[str], default: str = "binance") -
         return "binance"
     if name.startswith("kraken_"):
         return "kraken"
+    if name.startswith("coinbase_"):
+        return "coinbase"
     return default
 
 
@@ -251,7 +259,8 @@ def read_recorded(
         raise FileNotFoundError(path)
     name = os.path.basename(os.fspath(path))
     if fmt == "ws":
-        return _read_ws(path, name, exchange or exchange_from_name(path))
+        explicit = exchange is not None or exchange_from_name(path, default="") != ""
+        return _read_ws(path, name, exchange or exchange_from_name(path), explicit)
     if fmt == "binance-csv":
         return _read_csv(path, name, fmt, exchange or exchange_from_name(path))
     return _read_csv(path, name, fmt, exchange)
@@ -269,7 +278,26 @@ def _lines(path: str | os.PathLike[str], name: str) -> Iterator[tuple[int, str |
             yield lineno + 1, None, f"unreadable data after line {lineno}: {type(exc).__name__}: {exc}"
 
 
-def _read_ws(path: str | os.PathLike[str], name: str, exchange: str) -> Iterator[RecordedTrade]:
+def _ws_parser(exchange: str, obj: object, explicit: bool):  # -> parse_message function
+    """The parse_message function for one websocket message: by exchange, or by its shape."""
+    if explicit or not isinstance(obj, dict) or binance.looks_like_binance(obj):
+        family = exchange
+    elif kraken.looks_like_kraken(obj):
+        family = kraken.EXCHANGE
+    elif coinbase.looks_like_coinbase(obj):
+        family = coinbase.EXCHANGE
+    else:
+        family = exchange
+    if family == kraken.EXCHANGE:
+        return kraken.parse_message, family
+    if family == coinbase.EXCHANGE:
+        return coinbase.parse_message, family
+    return binance.parse_message, family
+
+
+def _read_ws(
+    path: str | os.PathLike[str], name: str, exchange: str, explicit: bool = True
+) -> Iterator[RecordedTrade]:
     last_time: int | None = None
     for lineno, line, broken in _lines(path, name):
         position = f"{name}:{lineno}"
@@ -285,17 +313,22 @@ def _read_ws(path: str | os.PathLike[str], name: str, exchange: str) -> Iterator
             if not text.startswith("{"):
                 raise MalformedEventError("no JSON object on the line")
             ingest_ms = recv_ns // 1_000_000 if recv_ns is not None else 0
-            tick = parse_trade(text, exchange=exchange, ingest_time_ms=ingest_ms)
+            obj = load_object(text)
+            parse, family = _ws_parser(exchange, obj, explicit)
+            parsed = parse(obj, exchange=family, ingest_time_ms=ingest_ms)
+            if parsed.errors:
+                raise MalformedEventError("; ".join(parsed.errors)[:500])
         except MalformedEventError as exc:
             yield RecordedTrade(position, last_time, None, str(exc), line.rstrip("\r\n"))
             continue
-        if tick is None:
+        if not parsed.ticks:
             yield RecordedTrade(position, last_time, None)
             continue
-        if recv_ns is None:
-            tick = dataclasses.replace(tick, ingest_time_ms=tick.event_time_ms)
-        last_time = tick.event_time_ms
-        yield RecordedTrade(position, last_time, tick)
+        for k, tick in enumerate(parsed.ticks):
+            if recv_ns is None:
+                tick = dataclasses.replace(tick, ingest_time_ms=tick.event_time_ms)
+            last_time = tick.event_time_ms
+            yield RecordedTrade(position if k == 0 else f"{position}#{k + 1}", last_time, tick)
 
 
 def _read_csv(

@@ -13,7 +13,7 @@ model_registry : shared.registry.ModelRegistry (function)
 from __future__ import annotations
 
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError

@@ -1,0 +1,1 @@
+"""tickcast command line: ``python -m tickcast backtest PATH`` (logic lives in :mod:`shared`)."""
