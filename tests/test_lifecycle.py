@@ -431,3 +431,21 @@ def test_a_tampered_checkpoint_is_refused_and_the_champion_blob_serves(model_reg
     blob_container.upload_blob(name, bytes(data), overwrite=True)
     serving = ChampionSource(model_registry, "default").initial(EXCHANGE, SYMBOL)
     assert serving.version == champion and not serving.restored
+
+
+def test_operators_can_list_keys_versions_and_decisions(model_registry, monkeypatch, azurite, blob_container, capsys):
+    from tickcast.__main__ import main
+
+    champion = _promote_champion(model_registry, KEY)
+    worse = _candidate(model_registry, KEY, ReturnForecaster(), _holdout(12.0, (KEY, champion), 9.0)).version
+    PromotionService(model_registry).handle(KEY, worse)
+    monkeypatch.setenv("MODEL_STORAGE", azurite.connection_string)
+    monkeypatch.setenv("MODELS_CONTAINER", blob_container.container_name)
+    assert main(["models"]) == 0
+    assert f"{KEY}" in capsys.readouterr().out
+    assert main(["models", KEY]) == 0
+    out = capsys.readouterr().out
+    assert f"champion {champion}" in out and worse in out
+    assert "refused" in out and "worse than the champion on the holdout: MAE 12.0000 > 9.0000 USD" in out
+    monkeypatch.delenv("MODEL_STORAGE")
+    assert main(["models"]) == 2

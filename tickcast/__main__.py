@@ -1,4 +1,6 @@
-"""``python -m tickcast backtest PATH [--symbol S] [--model NAME] [--json OUT] [--plot OUT.png]``.
+"""``python -m tickcast backtest PATH [--symbol S] [--model NAME] [--json OUT] [--plot OUT.png]``
+and ``python -m tickcast models [KEY]`` (the registry's keys, versions and promotion decisions,
+see :mod:`tickcast.models`).
 
 PATH is a one-minute OHLCV CSV or CSV.gz (header styles as in :mod:`shared.ohlcv`), or the
 URL of the history store (``mysql://user:pass@host/db`` or ``sqlite:///file``) together
@@ -17,6 +19,8 @@ from pathlib import Path
 from shared.backtest import DEFAULT_WARMUP, plot_backtest, run_backtest
 from shared.models import MODEL_NAMES
 from shared.ohlcv import OhlcvFormatError, load_minute_bars
+from shared.settings import SettingsError
+from tickcast import models
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", type=Path, help="write the figures to this JSON file")
     b.add_argument("--plot", type=Path, help="write a PNG (price, forecast, interval band, rolling MAE ratio)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    models.add_parser(sub)
     return p
 
 
@@ -64,6 +69,12 @@ def _finite(obj):
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "models":
+        try:
+            return models.main(args, sys.stdout)
+        except SettingsError as exc:
+            print(f"tickcast models: {exc}", file=sys.stderr)
+            return 2
     try:
         bars, source, note = _load(args)
         result = run_backtest(bars, args.model, args.level, args.warmup, source=source,
