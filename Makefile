@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 ARGS ?=
 
-.PHONY: run test bench web check-tools mariadb chromium clean
+.PHONY: run test test-unit lint bench web check-tools mariadb chromium clean
 
 check-tools:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tickcast needs Python >= 3.11 (found " + sys.version.split()[0] + ")")'
@@ -46,13 +46,17 @@ run: $(STAMP) $(NODE_STAMP)
 test: $(STAMP) $(NODE_STAMP) mariadb chromium
 	$(PY) -m pytest $(ARGS)
 
+# The import contract of pyproject.toml ([tool.importlinter]): shared's layers import one way.
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports
+
 bench: $(STAMP)
 	$(PY) bench/engine_throughput.py
 	$(PY) bench/forecast_throughput.py
 
 # Copy the dashboard's npm bundles into web/vendor/ (run before publishing the function app).
 web: $(STAMP) $(NODE_STAMP)
-	$(PY) -m shared.webassets
+	$(PY) -m shared.serving.webassets
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache web/vendor

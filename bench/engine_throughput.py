@@ -18,13 +18,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from shared.bars import BarBuilder
-from shared.engine import ForecastEngine
-from shared.events import decode_tick, encode
-from shared.features import BarFeatures
-from shared.forecaster import ReturnForecaster
-from shared.ohlcv import read_ohlcv
-from shared.parsers.recorded import read_recorded
+from shared.stream.bars import BarBuilder
+from shared.serving.engine import ForecastEngine
+from shared.contracts.events import decode_tick, encode
+from shared.stream.features import BarFeatures
+from shared.forecast.forecaster import ReturnForecaster
+from shared.offline.ohlcv import read_ohlcv
+from ingestor.parsers.recorded import read_recorded
 
 DATA = REPO.parent / "shared" / "data"
 TRADES = DATA / "binance_spot_BTCUSDT_trades_20240808T2354Z-20240809T0005Z.csv.gz"

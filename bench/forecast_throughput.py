@@ -20,10 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from shared.features import BarFeatures
-from shared.forecaster import make_forecaster
-from shared.models import DEFAULT_MODEL, MODEL_NAMES
-from shared.ohlcv import read_ohlcv
+from shared.stream.features import BarFeatures
+from shared.forecast.forecaster import make_forecaster
+from shared.forecast.families import DEFAULT_MODEL, MODEL_NAMES
+from shared.offline.ohlcv import read_ohlcv
 
 DATA = REPO.parent / "shared" / "data" / "ftx_BTC-PERP_1m_20211231-20220201.csv.gz"
 FALLBACK = REPO / "samples" / "ftx_BTC-PERP_1m_20211231-20220201.csv.gz"

@@ -1,6 +1,6 @@
 """Blueprint ``api``: the read-only HTTP API over the history store (MySQL).
 
-Routes (anonymous, GET, JSON; see :mod:`shared.api` for parameters, units and errors):
+Routes (anonymous, GET, JSON; see :mod:`shared.serving.api` for parameters, units and errors):
 
 * ``/api/predictions/{symbol}?limit=`` - latest predictions with their realised closes;
 * ``/api/bars/{symbol}?from=&to=&limit=`` - closed one-minute bars;
@@ -17,7 +17,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.common import ProcessService
-from shared.api import ApiResponse, HistoryApi
+from shared.serving.api import ApiResponse, HistoryApi
 
 bp = func.Blueprint()
 service = ProcessService(HistoryApi.from_settings, close=lambda api: api.close())

@@ -12,7 +12,7 @@ import logging
 import azure.functions as func
 
 from functions.common import ProcessService, as_text, raw_events
-from shared.wiring import make_archive_service
+from shared.serving.wiring import make_archive_service
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from typing import Generic, TypeVar
 
 import azure.functions as func
 
-from shared.batches import RawEvent
+from shared.contracts.batches import RawEvent
 from shared.settings import Settings
 
 T = TypeVar("T")

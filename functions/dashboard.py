@@ -4,7 +4,7 @@
   token) from the ``signalRConnectionInfo`` input binding of hub ``%SIGNALR_HUB_NAME%``;
   the official client calls it when built with ``withUrl("<app>/api")``.
 * ``GET /api/dashboard/{*path}`` - the page and its files, from an allow-list
-  (:mod:`shared.webassets`); ``/api/dashboard`` redirects to ``/api/dashboard/``
+  (:mod:`shared.serving.webassets`); ``/api/dashboard`` redirects to ``/api/dashboard/``
   so the page's relative links resolve.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.webassets import CONTENT_SECURITY_POLICY, resolve_asset
+from shared.serving.webassets import CONTENT_SECURITY_POLICY, resolve_asset
 
 bp = func.Blueprint()
 

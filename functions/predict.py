@@ -6,7 +6,7 @@ Trigger: Event Hub ``%TICKS_HUB_NAME%``, cardinality many, consumer group
 Outputs: bar and prediction events to ``%PREDICTIONS_HUB_NAME%``; malformed,
 late and out-of-sequence ticks to ``%DEADLETTER_HUB_NAME%``; predictions, bars and
 throttled latest prices to the SignalR hub ``%SIGNALR_HUB_NAME%`` (see
-:mod:`shared.broadcast` for the targets).
+:mod:`shared.serving.broadcast` for the targets).
 State (bars in progress, features, per-symbol models) lives in this worker
 process: the partition key is the symbol, so one instance owns a symbol.
 """
@@ -18,8 +18,8 @@ import logging
 import azure.functions as func
 
 from functions.common import ProcessService, as_text, raw_events
-from shared.broadcast import Broadcaster
-from shared.wiring import make_predict_service
+from shared.serving.broadcast import Broadcaster
+from shared.serving.wiring import make_predict_service
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ Trigger: blob ``%MODELS_CONTAINER%/{key}/candidates/{version}/metadata.json`` wi
 writes ``metadata.json`` last, so the model blob is complete when this fires),
 connection ``MODEL_STORAGE``. The decision logic — sha256 before unpickling, smoke
 prediction, holdout MAE against the champion, compare-and-swap of ``current.json``,
-a decision record — is :class:`shared.promotion.PromotionService`.
+a decision record — is :class:`shared.lifecycle.promotion.PromotionService`.
 Outputs, when promoted: a ``model_change`` event on ``%PREDICTIONS_HUB_NAME%``, and the
 same event to SignalR web clients (target ``modelChanged``).
 """
@@ -18,10 +18,10 @@ import logging
 import azure.functions as func
 
 from functions.common import ProcessService
-from shared.broadcast import message_for_event
-from shared.events import encode
-from shared.promotion import parse_candidate_blob
-from shared.wiring import make_promotion_service
+from shared.serving.broadcast import message_for_event
+from shared.contracts.events import encode
+from shared.lifecycle.promotion import parse_candidate_blob
+from shared.serving.wiring import make_promotion_service
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Trigger: timer on the NCRONTAB schedule ``%RETRAIN_SCHEDULE%`` (default hourly,
 ``0 0 * * * *``). Per symbol of ``SYMBOLS`` it reads the last
 ``RETRAIN_LOOKBACK_DAYS`` of bars from MySQL, trains a challenger and writes it
-as a candidate blob with holdout scores (see :mod:`shared.retrain`); too little
+as a candidate blob with holdout scores (see :mod:`shared.lifecycle.retrain`); too little
 data means no blob and one log line. The candidate's creation triggers
 ``promote_model``.
 """
@@ -15,7 +15,7 @@ import logging
 import azure.functions as func
 
 from functions.common import ProcessService
-from shared.wiring import make_retrain_service
+from shared.serving.wiring import make_retrain_service
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from ingestor.publishers import TickPublisher, make_publisher
 from ingestor.pump import Pump
 from ingestor.sources import make_source
 from ingestor.sources.connection import Connection
-from shared.events import DeadLetter, Tick
+from shared.contracts.events import DeadLetter, Tick
 
 log = logging.getLogger(__name__)
 

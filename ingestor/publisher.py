@@ -1,7 +1,7 @@
 """Publish tick events to a Kafka topic (Tansu locally, the Event Hubs Kafka endpoint in Azure).
 
 :class:`KafkaPublisher` wraps a ``confluent_kafka.Producer``: each tick is encoded with
-:func:`shared.events.encode` and keyed by its symbol (UTF-8), so one symbol's ticks stay
+:func:`shared.contracts.events.encode` and keyed by its symbol (UTF-8), so one symbol's ticks stay
 on one partition in order. Messages are batched by librdkafka (``linger.ms`` /
 ``batch.num.messages``); delivery reports are counted in :attr:`KafkaPublisher.delivered`
 and :attr:`KafkaPublisher.failed`, and are served by a non-blocking ``poll`` after every
@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from shared.events import DeadLetter, Tick, encode
+from shared.contracts.events import DeadLetter, Tick, encode
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def default_producer_config(bootstrap_servers: str) -> dict[str, Any]:
 
 
 class KafkaPublisher:
-    """Publish :class:`~shared.events.Tick` events (and dead letters) to Kafka topics.
+    """Publish :class:`~shared.contracts.events.Tick` events (and dead letters) to Kafka topics.
 
     Parameters
     ----------
@@ -69,7 +69,7 @@ class KafkaPublisher:
     topic : str
         Topic (Event Hub) receiving tick events, keyed by symbol.
     deadletter_topic : str, optional
-        Topic receiving :class:`~shared.events.DeadLetter` events; without it
+        Topic receiving :class:`~shared.contracts.events.DeadLetter` events; without it
         :meth:`publish_deadletter` only counts and logs.
     config : dict, optional
         Extra / overriding librdkafka settings, merged over :func:`default_producer_config`.

@@ -17,7 +17,7 @@ from ingestor.backoff import Backoff
 from ingestor.buffer import BoundedBuffer
 from ingestor.metrics import Metrics
 from ingestor.publishers.base import TickPublisher
-from shared.events import DeadLetter, Tick, encode
+from shared.contracts.events import DeadLetter, Tick, encode
 
 log = logging.getLogger(__name__)
 

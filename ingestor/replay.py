@@ -1,7 +1,7 @@
 """Replay recorded trade files as a live tick stream, at a chosen speed.
 
 :class:`ReplaySource` reads one or more recorded files (any format of
-:mod:`shared.parsers.recorded`), merges them by recorded exchange time
+:mod:`ingestor.parsers.recorded`), merges them by recorded exchange time
 (:func:`heapq.merge`, so several symbols replay together), paces the ticks by that
 time divided by ``speed``, and stamps each tick's ``ingest_time_ms`` with the wall
 clock at the moment it is handed on. :func:`replay` drives a source into a
@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 from ingestor.publisher import Publisher
-from shared.events import DeadLetter, Tick
-from shared.parsers.recorded import RecordedTrade, read_recorded
+from shared.contracts.events import DeadLetter, Tick
+from ingestor.parsers.recorded import RecordedTrade, read_recorded
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class ReplaySource:
         Replay speed factor: 1 = recorded pace, 60 = a recorded hour per minute,
         0 = no pacing (as fast as the consumer takes them).
     exchange, fmt : str, optional
-        Passed to :func:`shared.parsers.recorded.read_recorded` for every file.
+        Passed to :func:`ingestor.parsers.recorded.read_recorded` for every file.
     stop : threading.Event, optional
         Iteration ends early (``stats.interrupted``) once it is set.
     sleep : callable, optional
@@ -253,7 +253,7 @@ def replay(
     Parameters
     ----------
     paths : path-like or sequence of path-likes
-        Recorded trade files (see :mod:`shared.parsers.recorded`), merged by exchange time.
+        Recorded trade files (see :mod:`ingestor.parsers.recorded`), merged by exchange time.
     publisher : Publisher
         E.g. :class:`~ingestor.publisher.KafkaPublisher`. It is flushed, not closed.
     speed : float, default 1

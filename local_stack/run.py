@@ -92,7 +92,7 @@ class PredictionPrinter:
 
 def print_summary(store, out=sys.stdout) -> dict:
     """Print the per-symbol summary table from the history store; return it as a dict."""
-    from shared.evaluation import summarise
+    from shared.offline.evaluation import summarise
 
     rows = {}
     print("\nSummary (realised minutes only for MAE; prices in quote currency)", file=out)
@@ -207,9 +207,9 @@ def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, 
     from functions import reset_services
     from local_stack.functions_host import EventHubFunctionDriver, app_functions
     from local_stack.tansu import consumer_config, producer_config
-    from shared.history import HistoryStore
+    from shared.storage.history import HistoryStore
     from shared.settings import Settings
-    from shared.wiring import make_registry
+    from shared.serving.wiring import make_registry
 
     settings = Settings.from_env()
     broker.create_topics([settings.ticks_hub, settings.predictions_hub, settings.deadletter_hub])
@@ -324,7 +324,7 @@ class _SayHandler(logging.Handler):
 
 @contextlib.contextmanager
 def _lifecycle_log(say):
-    loggers = [logging.getLogger(n) for n in ("shared.retrain", "shared.promotion", "shared.champions")]
+    loggers = [logging.getLogger(n) for n in ("shared.lifecycle.retrain", "shared.lifecycle.promotion", "shared.lifecycle.champions")]
     handler = _SayHandler(say)
     saved = [(lg.level, lg.propagate) for lg in loggers]
     for lg in loggers:
@@ -349,9 +349,9 @@ def _counts(drivers) -> str:
 
 
 def _register_initial_model(registry, key: str, history_file: Path, level: float, say, family: str = "") -> None:
-    from shared.features import FEATURE_NAMES
-    from shared.ohlcv import OhlcvReader
-    from shared.training import train_prequential
+    from shared.stream.features import FEATURE_NAMES
+    from shared.offline.ohlcv import OhlcvReader
+    from shared.forecast.training import train_prequential
 
     t0 = time.perf_counter()
     reader = OhlcvReader(history_file, exchange="history", symbol="BTC")

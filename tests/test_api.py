@@ -22,12 +22,12 @@ from functions import api as api_module
 from functions import dashboard as dashboard_module
 from functions import reset_services
 from local_stack.functions_host import app_functions
-from shared.batches import RawEvent
-from shared.evaluation import summarise
-from shared.events import Bar, Prediction, decode_output, encode
-from shared.history import HistoryStore
-from shared.parsers.recorded import read_recorded
-from shared.predicting import build_predict_service
+from shared.contracts.batches import RawEvent
+from shared.offline.evaluation import summarise
+from shared.contracts.events import Bar, Prediction, decode_output, encode
+from shared.storage.history import HistoryStore
+from ingestor.parsers.recorded import read_recorded
+from shared.serving.predicting import build_predict_service
 
 REPO = Path(__file__).resolve().parents[1]
 KRAKEN = REPO / "samples" / "kraken_XBTUSD_trades_20190701T00Z-01Z.csv.gz"
@@ -263,7 +263,7 @@ def test_negotiate_returns_the_connection_info_binding_value():
 
 
 def test_vendor_files_copied_into_web_are_served_before_node_modules(tmp_path):
-    from shared.webassets import NODE_MODULES, VENDOR, copy_vendor, resolve_asset
+    from shared.serving.webassets import NODE_MODULES, VENDOR, copy_vendor, resolve_asset
 
     written = copy_vendor(web=tmp_path)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == sorted(VENDOR)

@@ -11,9 +11,9 @@ from functools import cache
 import numpy as np
 import pytest
 
-from shared.backtest import BacktestSeries, rolling_mae_ratio, run_backtest, score
-from shared.evaluation import diebold_mariano, wilson_interval
-from shared.ohlcv import load_minute_bars
+from shared.offline.backtest import BacktestSeries, rolling_mae_ratio, run_backtest, score
+from shared.offline.evaluation import diebold_mariano, wilson_interval
+from shared.offline.ohlcv import load_minute_bars
 from tests.data_files import BINANCE_1M, FTX_1M, data_file
 from tickcast.__main__ import main
 
@@ -143,7 +143,7 @@ def test_cli_rejects_bad_input_with_a_reason(tmp_path, capsys):
 
 
 def test_cli_backtest_from_the_history_store(tmp_path, capsys):
-    from shared.history import HistoryStore
+    from shared.storage.history import HistoryStore
 
     url = f"sqlite:///{tmp_path / 'h.sqlite3'}"
     bars = load_minute_bars(data_file(FTX_1M), name="BTC-PERP", exchange="ftx").bars[:700]

@@ -10,9 +10,9 @@ from functools import cache
 
 import pytest
 
-from shared.bars import MINUTE_MS, BarBuilder, minute_of
-from shared.events import Bar, Tick
-from shared.parsers.recorded import read_recorded
+from shared.stream.bars import MINUTE_MS, BarBuilder, minute_of
+from shared.contracts.events import Bar, Tick
+from ingestor.parsers.recorded import read_recorded
 from tests.data_files import BTC_SPOT_CSV, KRAKEN_CSV, data_file
 
 

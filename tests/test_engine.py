@@ -10,12 +10,12 @@ from functools import cache
 
 import pytest
 
-from shared.bars import MINUTE_MS, minute_of
-from shared.batches import BatchResult, RawEvent
-from shared.engine import COLD_START_VERSION
-from shared.events import SCHEMA_VERSION, Bar, Prediction, Tick, decode_output, encode, to_dict
-from shared.parsers.recorded import read_recorded
-from shared.predicting import PredictService, build_predict_service
+from shared.stream.bars import MINUTE_MS, minute_of
+from shared.contracts.batches import BatchResult, RawEvent
+from shared.serving.engine import COLD_START_VERSION
+from shared.contracts.events import SCHEMA_VERSION, Bar, Prediction, Tick, decode_output, encode, to_dict
+from ingestor.parsers.recorded import read_recorded
+from shared.serving.predicting import PredictService, build_predict_service
 from tests.data_files import BTC_SPOT_CSV, ETH_SPOT_CSV, KRAKEN_CSV, data_file
 
 CLOCK_MS = 1_900_000_000_000  # a fixed wall clock, later than every tick's ingest time

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.events import (
+from shared.contracts.events import (
     SCHEMA_VERSION,
     Bar,
     DeadLetter,

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.events import Bar
-from shared.features import FEATURE_NAMES, SPREAD_FLOOR, BarFeatures
-from shared.ohlcv import read_ohlcv
+from shared.contracts.events import Bar
+from shared.stream.features import FEATURE_NAMES, SPREAD_FLOOR, BarFeatures
+from shared.offline.ohlcv import read_ohlcv
 from tests.data_files import BINANCE_1M, FTX_1M, data_file
 
 N = 3_000

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.bars import MINUTE_MS
-from shared.events import Bar
-from shared.features import FEATURE_NAMES, BarFeatures
-from shared.forecaster import MAX_ABS_Z, MODEL_NAMES, ReturnForecaster, make_forecaster
-from shared.models.conformal import AdaptiveConformalInterval, default_rate
-from shared.models.guard import ZeroReturnGuard
-from shared.ohlcv import read_ohlcv
-from shared.training import train_prequential
+from shared.stream.bars import MINUTE_MS
+from shared.contracts.events import Bar
+from shared.stream.features import FEATURE_NAMES, BarFeatures
+from shared.forecast.forecaster import MAX_ABS_Z, MODEL_NAMES, ReturnForecaster, make_forecaster
+from shared.forecast.conformal import AdaptiveConformalInterval, default_rate
+from shared.forecast.guard import ZeroReturnGuard
+from shared.offline.ohlcv import read_ohlcv
+from shared.forecast.training import train_prequential
 from tests.data_files import BINANCE_1M, FTX_1M, data_file
 
 

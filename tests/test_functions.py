@@ -20,12 +20,12 @@ from functions import archive as archive_module
 from functions import predict as predict_module
 from functions import reset_services
 from local_stack.functions_host import CollectingOut, app_functions
-from shared.batches import RawEvent
-from shared.events import Tick, encode
-from shared.features import FEATURE_NAMES
-from shared.forecaster import ReturnForecaster
-from shared.history import HistoryStore
-from shared.parsers.recorded import read_recorded
+from shared.contracts.batches import RawEvent
+from shared.contracts.events import Tick, encode
+from shared.stream.features import FEATURE_NAMES
+from shared.forecast.forecaster import ReturnForecaster
+from shared.storage.history import HistoryStore
+from ingestor.parsers.recorded import read_recorded
 from shared.settings import SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,8 +190,8 @@ def test_unreachable_model_storage_starts_the_symbol_cold(monkeypatch):
     """A registry that cannot be reached is logged; the stream goes on with a cold model."""
     from azure.storage.blob import ContainerClient
 
-    from shared.predicting import build_predict_service
-    from shared.registry import ModelRegistry
+    from shared.serving.predicting import build_predict_service
+    from shared.lifecycle.registry import ModelRegistry
 
     dead = ContainerClient.from_connection_string(
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="

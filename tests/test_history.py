@@ -1,4 +1,4 @@
-"""Tests of shared.history on both databases: every ``history_store`` test runs on SQLite and MariaDB."""
+"""Tests of shared.storage.history on both databases: every ``history_store`` test runs on SQLite and MariaDB."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import sqlalchemy as sa
 
-from shared.events import Bar, Prediction
-from shared.history import HistoryStore, PredictionRecord, normalise_url
+from shared.contracts.events import Bar, Prediction
+from shared.storage.history import HistoryStore, PredictionRecord, normalise_url
 from shared.settings import Settings
 
 T0 = 1_723_161_240_000  # 2024-08-09 00:54:00 UTC, a minute boundary

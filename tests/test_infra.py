@@ -481,7 +481,7 @@ def test_mysql_url_secret_is_the_history_store_url(built):
         f"mysql+pymysql://tickadmin:Tick-Pa55word%21x@{host}:3306/tickcast"
         "?ssl_ca=/etc/ssl/certs/ca-certificates.crt"
     )
-    from shared.history import normalise_url
+    from shared.storage.history import normalise_url
 
     url = normalise_url(value)
     assert (url.drivername, url.username, url.password, url.host, url.database) == (

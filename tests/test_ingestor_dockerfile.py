@@ -113,7 +113,7 @@ def test_dockerignore_keeps_the_context_small():
         "README.md",
     ):
         assert dockerignore_excludes(rel), rel
-    for rel in ("shared/events.py", "ingestor/__main__.py", "ingestor/requirements.txt"):
+    for rel in ("shared/contracts/events.py", "ingestor/__main__.py", "ingestor/requirements.txt"):
         assert not dockerignore_excludes(rel), rel
     assert dockerignore_excludes("shared/__pycache__/events.cpython-311.pyc")
 
@@ -174,4 +174,4 @@ def test_image_code_needs_only_the_pinned_packages():
     assert not any(
         p.is_relative_to(REPO / "local_stack") or p.is_relative_to(REPO / "functions") for p in seen
     )
-    assert REPO / "shared" / "parsers" / "kraken.py" in seen  # the walk does follow shared/
+    assert REPO / "shared" / "contracts" / "events.py" in seen  # the walk does follow shared/

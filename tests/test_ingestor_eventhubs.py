@@ -12,7 +12,7 @@ from azure.eventhub import EventData, EventDataBatch
 from ingestor.config import IngestorConfig
 from ingestor.publishers import make_publisher
 from ingestor.publishers.eventhubs import RETRY_OPTIONS, EventHubsTickPublisher, build_batches
-from shared.events import Tick, decode_tick, encode
+from shared.contracts.events import Tick, decode_tick, encode
 from shared.settings import SettingsError
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BTC/USD")

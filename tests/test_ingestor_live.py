@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, TopicPartition
 from ingestor.config import IngestorConfig, parse_subscriptions
 from ingestor.live import Ingestor, run_live
 from local_stack.tansu import consumer_config, free_port
-from shared.events import decode_tick
+from shared.contracts.events import decode_tick
 from tests.test_ingestor_wsserver import (
     GARBAGE,
     GARBAGE_MALFORMED,

@@ -17,8 +17,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from ingestor.publisher import KafkaPublisher
 from ingestor.replay import ReplaySource, merged_records, replay
 from local_stack.tansu import TansuBroker, consumer_config, producer_config
-from shared.events import DeadLetter, Tick, decode_tick
-from shared.parsers import read_recorded
+from shared.contracts.events import DeadLetter, Tick, decode_tick
+from ingestor.parsers import read_recorded
 from tests.data_files import BTC_SPOT_CSV, ETH_SPOT_CSV, KRAKEN_CSV, data_file
 
 REPO = Path(__file__).resolve().parent.parent

@@ -24,17 +24,17 @@ from functions import reset_services
 from local_stack.functions_host import CollectingOut, app_functions
 from local_stack.lifecycle_host import BlobTriggerPoller, TimerFunctionDriver
 from local_stack.tansu import consumer_config, producer_config
-from shared.bars import MINUTE_MS
-from shared.champions import ChampionSource
-from shared.engine import COLD_START_VERSION, ForecastEngine
-from shared.events import Bar, Tick, decode_output, encode
-from shared.features import FEATURE_NAMES
-from shared.forecaster import ReturnForecaster
-from shared.history import HistoryStore
-from shared.ohlcv import OhlcvReader
-from shared.promotion import PromotionService, parse_candidate_blob, smoke_test
-from shared.registry import symbol_key
-from shared.retrain import Prequential, RetrainService
+from shared.stream.bars import MINUTE_MS
+from shared.lifecycle.champions import ChampionSource
+from shared.serving.engine import COLD_START_VERSION, ForecastEngine
+from shared.contracts.events import Bar, Tick, decode_output, encode
+from shared.stream.features import FEATURE_NAMES
+from shared.forecast.forecaster import ReturnForecaster
+from shared.storage.history import HistoryStore
+from shared.offline.ohlcv import OhlcvReader
+from shared.lifecycle.promotion import PromotionService, parse_candidate_blob, smoke_test
+from shared.lifecycle.registry import symbol_key
+from shared.lifecycle.retrain import Prequential, RetrainService
 from shared.settings import SETTINGS
 from tests.data_files import BINANCE_1M, data_file
 
@@ -86,7 +86,7 @@ class BiasedForecaster(ReturnForecaster):
 def test_too_little_history_writes_no_blob(history_store, model_registry, real_bars, caplog):
     history_store.upsert_bars(shifted(real_bars[:200], current_minute_ms() - MINUTE_MS))
     service = RetrainService(history_store, model_registry, [(EXCHANGE, SYMBOL)], min_bars=500, holdout_minutes=60)
-    with caplog.at_level("INFO", logger="shared.retrain"):
+    with caplog.at_level("INFO", logger="shared.lifecycle.retrain"):
         [outcome] = service.run()
     assert outcome.status == "skipped"
     assert "too little data: 200 bars" in outcome.reason
@@ -357,7 +357,7 @@ def test_whole_loop_history_to_predictions_tagged_with_the_new_version(
         [version] = blob_container_versions = [
             parse_candidate_blob(n)[1] for n in blob_container.list_blob_names() if n.endswith("metadata.json")
         ]
-        from shared.registry import ModelRegistry
+        from shared.lifecycle.registry import ModelRegistry
 
         created_ms = ModelRegistry(blob_container).metadata(KEY, version).created_at_ms
         new_version_at = None
@@ -410,7 +410,7 @@ def test_local_drivers_refuse_functions_of_other_trigger_types():
 
 
 def test_pointer_reads_are_conditional_on_the_cached_etag(model_registry):
-    from shared.registry import UNCHANGED
+    from shared.lifecycle.registry import UNCHANGED
 
     assert model_registry.current_if_changed("k", None) is None
     first = _promote_champion(model_registry, "k")

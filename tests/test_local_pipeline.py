@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Producer
 
 from local_stack.run import DEFAULT_HISTORY, run
 from local_stack.tansu import consumer_config, producer_config
-from shared.history import HistoryStore
+from shared.storage.history import HistoryStore
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ETH_CSV = DATA / "binance_spot_ETHUSDT_trades_20240808T2354Z-20240809T0005Z.csv.gz"

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.events import MalformedEventError, Tick, decode_tick, encode
-from shared.parsers import parse_trade, read_recorded, split_ws_line
-from shared.parsers.recorded import detect_format, exchange_from_name
+from shared.contracts.events import MalformedEventError, Tick, decode_tick, encode
+from ingestor.parsers import parse_trade, read_recorded, split_ws_line
+from ingestor.parsers.recorded import detect_format, exchange_from_name
 from tests.data_files import (
     BTC_SPOT_CSV,
     BTC_WS_RAW,

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.events import MalformedEventError, Tick, decode_tick, encode
-from shared.parsers import binance, coinbase, kraken
-from shared.parsers.common import KINDS, ParsedMessage, rfc3339_ms
-from shared.parsers.recorded import read_recorded, split_ws_line
+from shared.contracts.events import MalformedEventError, Tick, decode_tick, encode
+from ingestor.parsers import binance, coinbase, kraken
+from ingestor.parsers.common import KINDS, ParsedMessage, rfc3339_ms
+from ingestor.parsers.recorded import read_recorded, split_ws_line
 from tests.data_files import WS_SAMPLES, data_file
 
 MATCH = {

@@ -1,4 +1,4 @@
-"""Model registry (shared/registry.py) and the Azurite process manager, against a real Azurite."""
+"""Model registry (shared/lifecycle/registry.py) and the Azurite process manager, against a real Azurite."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from azure.storage.blob import ContainerClient
 from river import linear_model
 
 from local_stack.azurite import AzuriteServer
-from shared.events import SCHEMA_VERSION
-from shared.registry import (
+from shared.contracts.events import SCHEMA_VERSION
+from shared.lifecycle.registry import (
     DigestMismatchError,
     ModelMetadata,
     ModelNotFoundError,

@@ -17,9 +17,9 @@ import pytest
 from functions import predict as predict_module
 from functions import reset_services
 from local_stack.functions_host import BindingError, CollectingOut, signalr_messages
-from shared.broadcast import Broadcaster, PriceThrottle, message_for_event
-from shared.events import Bar, DeadLetter, ModelChange, Tick, encode, to_dict
-from shared.parsers.recorded import read_recorded
+from shared.serving.broadcast import Broadcaster, PriceThrottle, message_for_event
+from shared.contracts.events import Bar, DeadLetter, ModelChange, Tick, encode, to_dict
+from ingestor.parsers.recorded import read_recorded
 
 REPO = Path(__file__).resolve().parents[1]
 KRAKEN = REPO / "samples" / "kraken_XBTUSD_trades_20190701T00Z-01Z.csv.gz"

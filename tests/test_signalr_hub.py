@@ -30,8 +30,8 @@ import function_app
 from local_stack.functions_host import app_functions
 from local_stack.http_host import LocalWebServer
 from local_stack.signalr_hub import RECORD_SEPARATOR, SignalRHubServer
-from shared.broadcast import PRICE_TARGET, PriceUpdate, message_for_event, signalr_message
-from shared.events import Bar, ModelChange, Prediction, to_dict
+from shared.serving.broadcast import PRICE_TARGET, PriceUpdate, message_for_event, signalr_message
+from shared.contracts.events import Bar, ModelChange, Prediction, to_dict
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT = REPO / "tests" / "signalr_client.mjs"

@@ -2,9 +2,9 @@
 and ``python -m tickcast models [KEY]`` (the registry's keys, versions and promotion decisions,
 see :mod:`tickcast.models`).
 
-PATH is a one-minute OHLCV CSV or CSV.gz (header styles as in :mod:`shared.ohlcv`), or the
+PATH is a one-minute OHLCV CSV or CSV.gz (header styles as in :mod:`shared.offline.ohlcv`), or the
 URL of the history store (``mysql://user:pass@host/db`` or ``sqlite:///file``) together
-with ``--exchange`` and ``--symbol``. Prints the report table of :mod:`shared.backtest`.
+with ``--exchange`` and ``--symbol``. Prints the report table of :mod:`shared.offline.backtest`.
 Exit status: 0 on success, 2 on bad input (with a one-line reason on stderr).
 """
 
@@ -16,9 +16,9 @@ import math
 import sys
 from pathlib import Path
 
-from shared.backtest import DEFAULT_WARMUP, plot_backtest, run_backtest
-from shared.models import MODEL_NAMES
-from shared.ohlcv import OhlcvFormatError, load_minute_bars
+from shared.offline.backtest import DEFAULT_WARMUP, plot_backtest, run_backtest
+from shared.forecast.families import MODEL_NAMES
+from shared.offline.ohlcv import OhlcvFormatError, load_minute_bars
 from shared.settings import SettingsError
 from tickcast import models
 
@@ -45,7 +45,7 @@ def _load(args) -> tuple[list, str, str]:
     if "://" in args.path:
         if not (args.symbol and args.exchange):
             raise ValueError("a history store needs --exchange and --symbol")
-        from shared.history import HistoryStore
+        from shared.storage.history import HistoryStore
 
         with HistoryStore.from_url(args.path) as store:
             bars = store.bars(args.exchange, args.symbol)

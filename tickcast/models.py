@@ -13,9 +13,9 @@ import argparse
 from datetime import datetime, timezone
 from typing import TextIO
 
-from shared.registry import ModelRegistry
+from shared.lifecycle.registry import ModelRegistry
 from shared.settings import Settings
-from shared.wiring import require_registry
+from shared.serving.wiring import require_registry
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

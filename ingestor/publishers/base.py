@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from shared.events import DeadLetter, Tick
+from shared.contracts.events import DeadLetter, Tick
 
 __all__ = ["PublishResult", "TickPublisher"]
 

@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 from azure.eventhub import EventData, EventDataBatch
 
 from ingestor.publishers.base import PublishResult
-from shared.events import DeadLetter, Tick, encode
+from shared.contracts.events import DeadLetter, Tick, encode
 
 log = logging.getLogger(__name__)
 

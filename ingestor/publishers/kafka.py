@@ -24,7 +24,7 @@ from confluent_kafka import KafkaError, Producer
 
 from ingestor.publisher import default_producer_config
 from ingestor.publishers.base import PublishResult
-from shared.events import DeadLetter, Tick, encode
+from shared.contracts.events import DeadLetter, Tick, encode
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
-from shared.parsers.common import ParsedMessage
+from ingestor.parsers.common import ParsedMessage
 
 __all__ = ["Source"]
 
@@ -64,7 +64,7 @@ class Source(ABC):
 
         Raises
         ------
-        shared.events.MalformedEventError
+        shared.contracts.events.MalformedEventError
             Not a JSON object, or an invalid trade.
         """
 

@@ -16,8 +16,8 @@ import json
 from itertools import count
 
 from ingestor.sources.base import Source
-from shared.parsers import binance
-from shared.parsers.common import ParsedMessage
+from ingestor.parsers import binance
+from ingestor.parsers.common import ParsedMessage
 
 __all__ = ["BinanceSource", "BinanceUsdmSource"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 from ingestor.sources.base import Source
-from shared.parsers import coinbase
-from shared.parsers.common import ParsedMessage
+from ingestor.parsers import coinbase
+from ingestor.parsers.common import ParsedMessage
 
 __all__ = ["CoinbaseSource"]
 

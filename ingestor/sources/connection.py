@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from ingestor.backoff import Backoff
 from ingestor.metrics import Metrics
 from ingestor.sources.base import Source
-from shared.events import DeadLetter, MalformedEventError, Tick
+from shared.contracts.events import DeadLetter, MalformedEventError, Tick
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import json
 from itertools import count
 
 from ingestor.sources.base import Source
-from shared.parsers import kraken
-from shared.parsers.common import ParsedMessage
+from ingestor.parsers import kraken
+from ingestor.parsers.common import ParsedMessage
 
 __all__ = ["KrakenSource"]
 

@@ -6,7 +6,7 @@ azurite : local_stack.azurite.AzuriteServer (session)
     Started once, in memory, on a free loopback port; stopped at the end of the session.
 blob_container : azure.storage.blob.ContainerClient (function)
     A new, uniquely named, empty container on ``azurite``; deleted after the test.
-model_registry : shared.registry.ModelRegistry (function)
+model_registry : shared.lifecycle.registry.ModelRegistry (function)
     ``ModelRegistry(blob_container)``.
 """
 
@@ -20,7 +20,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from local_stack.azurite import AzuriteServer
-from shared.registry import ModelRegistry
+from shared.lifecycle.registry import ModelRegistry
 
 
 @pytest.fixture(scope="session")
@@ -52,5 +52,5 @@ def blob_container(azurite: AzuriteServer) -> Iterator[ContainerClient]:
 
 @pytest.fixture
 def model_registry(blob_container: ContainerClient) -> ModelRegistry:
-    """A :class:`~shared.registry.ModelRegistry` on this test's own container."""
+    """A :class:`~shared.lifecycle.registry.ModelRegistry` on this test's own container."""
     return ModelRegistry(blob_container)

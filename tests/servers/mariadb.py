@@ -11,7 +11,7 @@ Fixtures
     A ``mysql+pymysql://`` URL of a new, uniquely named, empty database,
     dropped after the test.
 ``history_store`` (function, parametrised ``sqlite``/``mysql``)
-    A fresh :class:`shared.history.HistoryStore` on an SQLite file in
+    A fresh :class:`shared.storage.history.HistoryStore` on an SQLite file in
     ``tmp_path`` or on ``mysql_url``, so a test using it runs on both databases.
 
 The server starts only when a test asks for one of these fixtures, and stops at
@@ -35,7 +35,7 @@ import pytest
 from pytest_mysql import factories
 
 if TYPE_CHECKING:
-    from shared.history import HistoryStore
+    from shared.storage.history import HistoryStore
 
 INSTALL_ADVICE = (
     "MariaDB is not installed: run `make test` (it installs mariadb-server) "
@@ -165,8 +165,8 @@ def mysql_url(mariadb_server: MariaDBServer) -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", "mysql"])
 def history_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HistoryStore]:
-    """A fresh, empty :class:`~shared.history.HistoryStore` on SQLite (``tmp_path``) or MariaDB."""
-    from shared.history import HistoryStore
+    """A fresh, empty :class:`~shared.storage.history.HistoryStore` on SQLite (``tmp_path``) or MariaDB."""
+    from shared.storage.history import HistoryStore
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'history.sqlite3'}"

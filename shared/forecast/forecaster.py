@@ -1,0 +1,241 @@
+"""The online forecaster: next-minute log return with River, guarded, with a calibrated interval.
+
+At the close of minute m the forecaster sees the features ``x`` of :mod:`shared.stream.features`
+and forecasts ``r = ln(close_{m+1} / close_m)``; it is taught each label when it is
+realised (predict, then learn; no look-ahead). The chain, per step:
+
+1. **scale** ``sigma = sqrt((vol_15^2 + vol_60^2) / 2)`` (floored at :data:`MIN_SCALE`): a
+   two-horizon realised volatility in the spirit of F. Corsi's HAR model ("A simple
+   approximate long-memory model of realized volatility", J. Financial Econometrics 7, 2009).
+   Everything below is in units of ``sigma``, so one model fits venues, years and price
+   levels alike;
+2. **model** (a family of :mod:`shared.forecast.families`, chosen by name) predicts ``z = r / sigma``;
+   its output is clipped to ``±MAX_ABS_Z`` and multiplied by ``sigma`` and by the
+   ``window_fill`` feature (the share of the longest feature window filled, so forecasts
+   from short warm-up windows are shrunk, and learned with that weight);
+3. **guard** (:class:`shared.forecast.guard.ZeroReturnGuard`) mixes that forecast with the
+   zero-return forecast, weighting the two online by their absolute errors, so the
+   served forecast cannot do much worse than persistence for long;
+4. **interval** (:class:`shared.forecast.conformal.AdaptiveConformalInterval`): normalised,
+   adaptive conformal interval ``r_hat ± q * sigma`` at ``interval_level``;
+5. **drift**: River's ``drift.ADWIN`` (A. Bifet and R. Gavaldà, "Learning from time-changing
+   data with adaptive windowing", SDM 2007; ``delta = 0.002``, River's default) watches the
+   conformal score ``|r - r_hat| / sigma`` (winsorised at ``Z_CLIP``); its alarms are counted
+   in :attr:`ReturnForecaster.drift_alarms`, carried in every prediction event. An alarm
+   means the model's error relative to volatility changed level: the adaptive interval and
+   the guard already respond to it, so the count is a monitoring signal.
+
+Bounds (why nothing can diverge on real data): the label is winsorised to ``±Z_CLIP``, the
+model's output to ``±MAX_ABS_Z`` standard units, and the served log return to
+``±max_abs_return`` (5 %); a non-finite model output is read as 0 (persistence).
+
+The constants and their derivations live in :mod:`shared.forecast.limits`.
+
+Examples
+--------
+>>> f = make_forecaster()
+>>> x = dict.fromkeys(FEATURE_NAMES, 0.0) | {"vol_15": 0.001, "vol_60": 0.001, "window_fill": 1.0}
+>>> r, lo, hi = f.predict(x)
+>>> lo <= r <= hi
+True
+>>> f.learn(x, 0.0005)
+>>> f.steps, f.name, f.interval_level, f.drift_alarms
+(1, 'linear', 0.9, 0)
+"""
+
+from __future__ import annotations
+
+import math
+
+from river import drift
+
+from shared.stream.features import FEATURE_NAMES
+from shared.forecast.families import DEFAULT_MODEL, MODEL_NAMES, family
+from shared.forecast.limits import (
+    DEFAULT_INTERVAL_LEVEL,
+    DEFAULT_MAX_ABS_RETURN,
+    DRIFT_DELTA,
+    MAX_ABS_EDGE,
+    MAX_ABS_Z,
+    MIN_SCALE,
+    Z_CLIP,
+)
+from shared.forecast.conformal import AdaptiveConformalInterval
+from shared.forecast.guard import ZeroReturnGuard
+
+__all__ = [
+    "DEFAULT_INTERVAL_LEVEL",
+    "DEFAULT_MAX_ABS_RETURN",
+    "DEFAULT_MODEL",
+    "DRIFT_DELTA",
+    "MAX_ABS_EDGE",
+    "FEATURE_NAMES",
+    "MAX_ABS_Z",
+    "MIN_SCALE",
+    "MODEL_NAMES",
+    "Z_CLIP",
+    "ReturnForecaster",
+    "make_forecaster",
+]
+
+def _scale(x: dict[str, float]) -> float:
+    v15 = x.get("vol_15", 0.0)
+    v60 = x.get("vol_60", v15)
+    s = math.sqrt(0.5 * (v15 * v15 + v60 * v60))
+    return max(MIN_SCALE, s)
+
+
+class ReturnForecaster:
+    """Online forecaster of the next one-minute log return with a calibrated interval.
+
+    Parameters
+    ----------
+    regressor : a River regressor of ``z = r / sigma`` (default: the default family's).
+    interval_level : coverage of the prediction interval, in (0, 1).
+    name : family name reported in :attr:`name` (default: the default family's).
+    max_abs_return : bound on the served log return and on the interval bounds.
+    residual_window, interval_rate : window and ACI step of the interval
+        (defaults derived from the level, see :mod:`shared.forecast.conformal`).
+
+    Attributes
+    ----------
+    steps : int
+        Labels learned.
+    drift_alarms : int
+        ADWIN alarms since creation.
+
+    Raises
+    ------
+    ValueError
+        If ``interval_level`` is not in (0, 1) or ``max_abs_return`` is not > 0.
+    """
+
+    def __init__(
+        self,
+        regressor=None,
+        interval_level: float = DEFAULT_INTERVAL_LEVEL,
+        *,
+        name: str | None = None,
+        max_abs_return: float = DEFAULT_MAX_ABS_RETURN,
+        residual_window: int | None = None,
+        interval_rate: float | None = None,
+    ) -> None:
+        if not 0.0 < interval_level < 1.0:
+            raise ValueError(f"interval_level must lie in (0, 1), got {interval_level}")
+        if not max_abs_return > 0.0:
+            raise ValueError(f"max_abs_return must be > 0, got {max_abs_return}")
+        self.interval_level = float(interval_level)
+        self.max_abs_return = float(max_abs_return)
+        self.name = name or DEFAULT_MODEL
+        self.regressor = regressor if regressor is not None else family(self.name).build()
+        self.guard = ZeroReturnGuard()
+        self.interval = AdaptiveConformalInterval(self.interval_level, residual_window, interval_rate)
+        self.drift = drift.ADWIN(delta=DRIFT_DELTA)
+        self.drift_alarms = 0
+        self.steps = 0
+        self._last: tuple | None = None  # (x, model_return, r_hat, sigma, half_width) of the last predict
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_last"] = None  # a cache keyed on object identity: meaningless after unpickling
+        return state
+
+    # ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _inputs(x: dict[str, float]) -> dict[str, float]:
+        """The regressor's inputs: every feature but ``window_fill``, in ``x``'s order."""
+        return {k: v for k, v in x.items() if k != "window_fill"}
+
+    def _model_return(self, x: dict[str, float], sigma: float) -> float:
+        z = self.regressor.predict_one(self._inputs(x))
+        if not math.isfinite(z):
+            return 0.0
+        z = MAX_ABS_Z if z > MAX_ABS_Z else max(z, -MAX_ABS_Z)
+        return z * sigma * x.get("window_fill", 1.0)
+
+    def _bound(self, r: float) -> float:
+        cap = self.max_abs_return
+        if not math.isfinite(r):
+            return cap if r > 0 else -cap if r < 0 else 0.0
+        return cap if r > cap else max(r, -cap)
+
+    def _forecast(self, x: dict[str, float]) -> tuple:
+        last = self._last
+        if last is not None and last[0] is x:
+            return last
+        sigma = _scale(x)
+        m = self._model_return(x, sigma)
+        r_hat = self._bound(self.guard.forecast(m))
+        self._last = last = (x, m, r_hat, sigma, self.interval.half_width())
+        return last
+
+    def predict(self, x: dict[str, float]) -> tuple[float, float, float]:
+        """Return ``(r_hat, lower, upper)``: the served log return and the interval bounds.
+
+        ``x`` is a feature dict of :class:`shared.stream.features.BarFeatures`; all three values are
+        finite and ``-max_abs_return <= lower <= r_hat <= upper <= max_abs_return``.
+        """
+        _, _, r_hat, sigma, q = self._forecast(x)
+        half = q * sigma
+        return r_hat, self._bound(r_hat - half), self._bound(r_hat + half)
+
+    def learn(self, x: dict[str, float], r: float) -> None:
+        """Teach the realised log return ``r`` for the features ``x`` it was forecast from.
+
+        The interval, guard and drift detector are scored on the forecast made *before*
+        this step (out of sample), then the regressor learns.
+
+        Raises
+        ------
+        ValueError
+            If ``r`` is not finite.
+        """
+        if not math.isfinite(r):
+            raise ValueError(f"realised log return must be finite, got {r!r}")
+        _, m, r_hat, sigma, q = self._forecast(x)
+        self._last = None
+        score = abs(r - r_hat) / sigma
+        self.interval.update(score, q)
+        self.guard.update(m, r)
+        self.drift.update(min(Z_CLIP, score))
+        if self.drift.drift_detected:
+            self.drift_alarms += 1
+        z = r / sigma
+        z = Z_CLIP if z > Z_CLIP else max(z, -Z_CLIP)
+        fill = x.get("window_fill", 1.0)
+        if fill >= 1.0:
+            self.regressor.learn_one(self._inputs(x), z)
+        else:
+            self.regressor.learn_one(self._inputs(x), z, w=fill)
+        self.steps += 1
+
+    def predict_price(self, x: dict[str, float], last_close: float) -> tuple[float, float, float]:
+        """Return ``(predicted_close, lower, upper)`` in the quote currency of ``last_close`` (e.g. USD).
+
+        Raises
+        ------
+        ValueError
+            If ``last_close`` is not a positive finite number.
+        """
+        if not 0.0 < last_close < math.inf:
+            raise ValueError(f"last_close must be a positive finite price, got {last_close!r}")
+        r, lo, hi = self.predict(x)
+        return last_close * math.exp(r), last_close * math.exp(lo), last_close * math.exp(hi)
+
+    @property
+    def guard_weight(self) -> float:
+        """Current weight of the model against the zero-return forecast, in (0, 1)."""
+        return self.guard.weight
+
+
+def make_forecaster(name: str = "", interval_level: float = DEFAULT_INTERVAL_LEVEL) -> ReturnForecaster:
+    """A fresh forecaster of the family ``name`` (``""`` = the default, :data:`DEFAULT_MODEL`).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of :data:`MODEL_NAMES` (the message lists them) or
+        ``interval_level`` is not in (0, 1).
+    """
+    module = family(name)
+    return ReturnForecaster(module.build(), interval_level, name=module.NAME)

@@ -1,0 +1,194 @@
+"""Which model serves a symbol: champion lookup, hot reload by pointer ETag, and checkpoints.
+
+A symbol ``(exchange, symbol)`` is served by the champion of its own model key
+(:func:`shared.lifecycle.registry.symbol_key`, e.g. ``binance.BTCUSDT``) when that key has a
+``current.json``, else by the champion of the fallback key (``MODEL_KEY``, default
+``default``), else by a cold-start forecaster (the engine's concern).
+
+:class:`ChampionSource` implements the three hooks :class:`shared.serving.engine.ForecastEngine`
+calls:
+
+``initial(exchange, symbol)``
+    When a symbol is first seen: the champion, restored from its newest checkpoint
+    for this symbol when one exists (so a restarted worker keeps its online updates).
+``refresh(exchange, symbol, serving_version)``
+    At every bar close (the minute boundary): re-reads the pointers at most every
+    ``poll_seconds`` with a conditional GET on the cached ETag (an unchanged pointer
+    costs one 304 response, no body), and returns a freshly loaded model when the
+    champion differs from ``serving_version``. The engine swaps it in before it
+    predicts; feature state is kept, because it lives in the engine, not the model.
+``checkpoint(exchange, symbol, forecaster, version)``
+    After each learn: saves the online-updated model to
+    ``<symbol key>/checkpoints/<version>/`` at most every ``checkpoint_seconds``.
+
+What happens to the old champion's online updates at a swap: they are discarded on
+purpose. The new champion was trained by ``retrain`` on the same history those
+updates came from (every bar is archived to MySQL), and its holdout score — the
+reason it was promoted — describes the model as stored, not a blend. The old
+version's last periodic checkpoint stays in Blob Storage, so a manual rollback
+(``set_current(..., force=True)`` to the old version) resumes from there.
+
+Every registry or storage error is logged and answered with "no change" (or a cold
+start on first sight): a storage outage never stops the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from azure.core.exceptions import AzureError
+
+from shared.lifecycle.registry import UNCHANGED, ModelRegistry, RegistryError, symbol_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A model ready to serve a symbol.
+
+    Attributes
+    ----------
+    forecaster : the unpickled model (a private copy for this symbol).
+    version : registry version, stamped on every prediction it makes.
+    key : registry key the version belongs to (the symbol's own key or the fallback).
+    restored : True when loaded from a checkpoint of this symbol rather than the champion blob.
+    """
+
+    forecaster: object
+    version: str
+    key: str
+    restored: bool = False
+
+
+@dataclass
+class _Pointer:
+    checked_at: float
+    etag: str | None
+    version: str | None
+
+
+class ChampionSource:
+    """Champion lookup, ETag-cached pointer polling and periodic checkpoints over a registry.
+
+    Parameters
+    ----------
+    registry : the model registry.
+    fallback_key : key whose champion serves symbols without a champion of their own.
+    poll_seconds : least time between two reads of the same pointer (``MODEL_POLL_SECONDS``).
+    checkpoint_seconds : least time between two checkpoints of one symbol
+        (``MODEL_CHECKPOINT_SECONDS``); 0 disables checkpoints.
+    clock : monotonic seconds (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        fallback_key: str,
+        poll_seconds: float = 5.0,
+        checkpoint_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.fallback_key = fallback_key
+        self.poll_seconds = poll_seconds
+        self.checkpoint_seconds = checkpoint_seconds
+        self.clock = clock
+        self._pointers: dict[str, _Pointer] = {}
+        self._last_checkpoint: dict[tuple[str, str], float] = {}
+        self.checkpoints_saved = 0
+        self.errors = 0
+
+    # ------------------------------------------------------------------ pointers
+
+    def _pointer(self, key: str, *, force: bool = False) -> str | None:
+        """Champion version of ``key`` (``None`` if none), re-read at most every poll_seconds."""
+        now = self.clock()
+        cached = self._pointers.get(key)
+        if cached is not None and not force and now - cached.checked_at < self.poll_seconds:
+            return cached.version
+        found = self.registry.current_if_changed(key, cached.etag if cached else None)
+        if found == UNCHANGED:
+            cached.checked_at = now  # type: ignore[union-attr]
+            return cached.version  # type: ignore[union-attr]
+        version, etag = found if found is not None else (None, None)  # type: ignore[misc]
+        self._pointers[key] = _Pointer(now, etag, version)
+        return version
+
+    def champion(self, exchange: str, symbol: str, *, force: bool = False) -> tuple[str, str] | None:
+        """``(key, version)`` of the champion serving the symbol now, or ``None``.
+
+        Raises
+        ------
+        RegistryError, azure.core.exceptions.AzureError
+            The registry cannot be read.
+        """
+        own = symbol_key(exchange, symbol)
+        version = self._pointer(own, force=force)
+        if version is not None:
+            return own, version
+        version = self._pointer(self.fallback_key, force=force)
+        return None if version is None else (self.fallback_key, version)
+
+    # ------------------------------------------------------------------ engine hooks
+
+    def initial(self, exchange: str, symbol: str) -> ServingModel | None:
+        """The model to start serving a newly seen symbol with, or ``None`` (start cold)."""
+        try:
+            found = self.champion(exchange, symbol, force=True)
+            if found is None:
+                return None
+            key, version = found
+            own = symbol_key(exchange, symbol)
+            try:
+                restored = self.registry.load_checkpoint(own, version)
+            except RegistryError as exc:  # a bad checkpoint is skipped, not fatal
+                log.error("checkpoint of %s/%s refused, loading the champion blob: %s", own, version, exc)
+                restored = None
+            if restored is not None:
+                log.info("%s %s: resuming %s from its checkpoint of %s", exchange, symbol, version,
+                         restored[1].get("saved_at_ms"))
+                return ServingModel(restored[0], version, key, restored=True)
+            model, _meta = self.registry.load(key, version)
+            return ServingModel(model, version, key)
+        except (RegistryError, AzureError) as exc:  # e.g. digest mismatch, storage unreachable
+            self.errors += 1
+            log.error("cannot load a model for %s %s: %s", exchange, symbol, exc)
+            return None
+
+    def refresh(self, exchange: str, symbol: str, serving_version: str) -> ServingModel | None:
+        """A new champion to swap in for the symbol, or ``None`` when ``serving_version`` is current."""
+        try:
+            found = self.champion(exchange, symbol)
+            if found is None or found[1] == serving_version:
+                return None
+            key, version = found
+            model, _meta = self.registry.load(key, version)
+        except (RegistryError, AzureError) as exc:
+            self.errors += 1
+            log.error("cannot reload the champion of %s %s (keeping %s): %s", exchange, symbol,
+                      serving_version, exc)
+            return None
+        log.info("%s %s: champion changed %s -> %s (%s)", exchange, symbol, serving_version, version, key)
+        return ServingModel(model, version, key)
+
+    def checkpoint(self, exchange: str, symbol: str, forecaster: object, version: str) -> bool:
+        """Save the symbol's online-updated model if ``checkpoint_seconds`` passed; return whether saved."""
+        if self.checkpoint_seconds <= 0:
+            return False
+        now = self.clock()
+        last = self._last_checkpoint.setdefault((exchange, symbol), now)  # first call starts the interval
+        if now - last < self.checkpoint_seconds:
+            return False
+        self._last_checkpoint[(exchange, symbol)] = now
+        try:
+            self.registry.save_checkpoint(symbol_key(exchange, symbol), version, forecaster)
+        except (RegistryError, AzureError, ValueError) as exc:
+            self.errors += 1
+            log.error("checkpoint of %s %s (%s) failed: %s", exchange, symbol, version, exc)
+            return False
+        self.checkpoints_saved += 1
+        return True

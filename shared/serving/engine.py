@@ -1,0 +1,275 @@
+"""Per-symbol stream processing: ticks -> minute bars -> features -> predict, then learn.
+
+:class:`ForecastEngine` holds one :class:`SymbolState` per ``(exchange, symbol)``.
+At every bar close of minute ``m`` it
+
+1. emits the closed bar;
+2. updates the features with it (completed bars only);
+3. teaches the model the label of the forecast made at the close of ``m - 1``
+   (``ln(close_m / close_{m-1})``), if that forecast targeted minute ``m``;
+4. predicts the close of minute ``m + 1`` and emits the prediction.
+
+So every closed bar that had a previous bar yields exactly one prediction, and
+the model only ever learns labels that have been realised (no look-ahead).
+
+Between steps 3 and 4 — the minute boundary — the engine asks its
+:class:`ModelProvider` whether a new champion should serve the symbol
+(``refresh``) and swaps it in; the feature state is the engine's and survives
+the swap. After learning it offers the model for a periodic checkpoint.
+A symbol seen for the first time starts from ``provider.initial`` and, when a
+``warmup`` source is given, replays the newest stored bars through its features
+so that the first bar close after a restart already yields a prediction.
+Forecasts whose target minute had no trades (a gap) are not learned from, and
+are counted in :attr:`EngineStats.unlearned_gaps`.
+
+Each symbol gets its own copy of the model it starts from, so symbols do not
+teach each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared.stream.bars import MINUTE_MS, BarBuilder
+from shared.contracts.events import Bar, Prediction, Tick
+from shared.stream.features import BarFeatures
+from shared.forecast.forecaster import ReturnForecaster, make_forecaster
+
+log = logging.getLogger(__name__)
+
+COLD_START_VERSION = "cold-start"
+"""Model version stamped on predictions of a fresh, untrained forecaster (no model registered)."""
+
+ModelSource = Callable[[str, str], "tuple[ReturnForecaster, str] | None"]
+"""Called with ``(exchange, symbol)``; returns ``(forecaster, version)`` or ``None`` (no model)."""
+
+Warmup = Callable[[str, str], "list[Bar]"]
+"""Called with ``(exchange, symbol)``; returns the newest completed bars, oldest first."""
+
+
+class ModelProvider(Protocol):
+    """Where the engine's models come from (see :class:`shared.lifecycle.champions.ChampionSource`)."""
+
+    def initial(self, exchange: str, symbol: str) -> Any:
+        """An object with ``forecaster`` and ``version`` to start the symbol with, or ``None``."""
+
+    def refresh(self, exchange: str, symbol: str, serving_version: str) -> Any:
+        """A new ``forecaster``/``version`` to swap in at this minute boundary, or ``None``."""
+
+    def checkpoint(self, exchange: str, symbol: str, forecaster: Any, version: str) -> bool:
+        """Offer the online-updated model for a checkpoint; return whether one was written."""
+
+
+@dataclass(frozen=True)
+class _Found:
+    forecaster: Any
+    version: str
+
+
+class StaticModels:
+    """A :class:`ModelProvider` over a plain :data:`ModelSource` callable: no reloads, no checkpoints."""
+
+    def __init__(self, source: ModelSource) -> None:
+        self.source = source
+
+    def initial(self, exchange: str, symbol: str) -> _Found | None:
+        """What ``source`` returns for the symbol, as an object with ``forecaster`` and ``version``."""
+        found = self.source(exchange, symbol)
+        return None if found is None else _Found(*found)
+
+    def refresh(self, exchange: str, symbol: str, serving_version: str) -> None:
+        """Never a new model."""
+        return
+
+    def checkpoint(self, exchange: str, symbol: str, forecaster: Any, version: str) -> bool:
+        """Never a checkpoint."""
+        return False
+
+
+def new_forecaster(family: str = "", interval_level: float = 0.9) -> ReturnForecaster:
+    """A fresh, untrained forecaster of model ``family`` ("" = the default) at ``interval_level``.
+
+    Raises
+    ------
+    ValueError
+        Unknown family (the message lists the valid names) or a level outside (0, 1).
+    """
+    return make_forecaster(family, interval_level)
+
+
+def now_ms() -> int:
+    """Wall-clock time in ms since epoch UTC."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class EngineStats:
+    """Counters since the engine started (all plain counts)."""
+
+    ticks: int = 0
+    bars: int = 0
+    predictions: int = 0
+    learned: int = 0
+    unlearned_gaps: int = 0
+    model_swaps: int = 0
+    checkpoints: int = 0
+    warmup_bars: int = 0
+    late: int = 0
+    out_of_sequence: int = 0
+
+
+@dataclass
+class _Pending:
+    x: dict[str, float]
+    last_close: float
+    target_time_ms: int
+
+
+@dataclass
+class SymbolState:
+    """Everything the engine keeps for one ``(exchange, symbol)``."""
+
+    builder: BarBuilder
+    features: BarFeatures
+    forecaster: ReturnForecaster
+    model_version: str
+    pending: _Pending | None = None
+
+
+@dataclass
+class ForecastEngine:
+    """Turns batches of ticks into bar and prediction events.
+
+    Parameters
+    ----------
+    model_source : a :class:`ModelProvider`, or a :data:`ModelSource` callable that
+        returns the starting ``(forecaster, version)`` of a symbol (``None``: start
+        from a fresh forecaster, version :data:`COLD_START_VERSION`).
+    interval_level : coverage of the interval of a cold-start forecaster.
+    forecast_model : model family of a cold-start forecaster (``FORECAST_MODEL``; "" = default).
+    warmup : newest stored bars of a symbol, replayed through its features when it is first seen.
+    clock : wall clock in ms since epoch UTC (``made_at_ms`` and latency).
+    """
+
+    model_source: ModelProvider | ModelSource
+    interval_level: float = 0.9
+    forecast_model: str = ""
+    warmup: Warmup | None = None
+    clock: Callable[[], int] = now_ms
+    stats: EngineStats = field(default_factory=EngineStats)
+    symbols: dict[tuple[str, str], SymbolState] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not hasattr(self.model_source, "initial"):
+            self.model_source = StaticModels(self.model_source)  # type: ignore[arg-type]
+        self.provider: ModelProvider = self.model_source  # type: ignore[assignment]
+
+    def _state(self, tick: Tick) -> SymbolState:
+        key = (tick.exchange, tick.symbol)
+        state = self.symbols.get(key)
+        if state is None:
+            found = self.provider.initial(tick.exchange, tick.symbol)
+            if found is None:
+                log.warning("no model registered for %s %s: starting cold", *key)
+                forecaster, version = new_forecaster(self.forecast_model, self.interval_level), COLD_START_VERSION
+            else:
+                # A private copy: the source's model stays as it was for other symbols.
+                forecaster, version = pickle.loads(pickle.dumps(found.forecaster)), found.version
+            state = SymbolState(BarBuilder(tick.exchange, tick.symbol), BarFeatures(), forecaster, version)
+            self._warm(state, tick)
+            self.symbols[key] = state
+        return state
+
+    def _warm(self, state: SymbolState, tick: Tick) -> None:
+        """Replay stored bars (older than the tick's minute) through the new symbol's features."""
+        if self.warmup is None:
+            return
+        try:
+            bars = self.warmup(tick.exchange, tick.symbol)
+        except Exception as exc:  # history unreachable: start with empty features, keep streaming
+            log.error("cannot warm %s %s from history: %s", tick.exchange, tick.symbol, exc)
+            return
+        minute = tick.event_time_ms - tick.event_time_ms % MINUTE_MS
+        for bar in bars:
+            if bar.open_time_ms < minute:
+                state.features.update(bar)
+                self.stats.warmup_bars += 1
+
+    def process(
+        self, ticks: Iterable[Tick], rejected: list[tuple[int, str, str]] | None = None
+    ) -> list[Bar | Prediction]:
+        """Feed validated ticks in arrival order; return the bars closed and predictions made.
+
+        Ticks the bar builder drops are appended to ``rejected`` (when given) as
+        ``(index in ticks, counter name, reason)``: ``late`` or ``out_of_sequence``.
+        """
+        out: list[Bar | Prediction] = []
+        stats = self.stats
+        for i, tick in enumerate(ticks):
+            stats.ticks += 1
+            state = self._state(tick)
+            builder = state.builder
+            late, oos = builder.late, builder.out_of_sequence
+            bar = builder.add(tick)
+            if builder.late != late:
+                stats.late += 1
+                if rejected is not None:
+                    rejected.append((i, "late", f"late tick: its minute closed before minute {builder.open_minute_ms} opened"))
+            elif builder.out_of_sequence != oos:
+                stats.out_of_sequence += 1
+                if rejected is not None:
+                    rejected.append((i, "out_of_sequence", f"trade id {tick.trade_id} not above the last seen"))
+            if bar is not None:
+                out.append(bar)
+                stats.bars += 1
+                prediction = self._on_bar_close(state, bar, tick.ingest_time_ms)
+                if prediction is not None:
+                    out.append(prediction)
+        return out
+
+    def _on_bar_close(self, state: SymbolState, bar: Bar, closing_ingest_ms: int) -> Prediction | None:
+        x = state.features.update(bar)
+        pending = state.pending
+        if pending is not None:
+            if pending.target_time_ms == bar.open_time_ms:
+                state.forecaster.learn(pending.x, math.log(bar.close / pending.last_close))
+                self.stats.learned += 1
+                if state.model_version != COLD_START_VERSION and self.provider.checkpoint(
+                    bar.exchange, bar.symbol, state.forecaster, state.model_version
+                ):
+                    self.stats.checkpoints += 1
+            else:
+                self.stats.unlearned_gaps += 1
+            state.pending = None
+        # The minute boundary: swap in a new champion before forecasting the next minute.
+        swap = self.provider.refresh(bar.exchange, bar.symbol, state.model_version)
+        if swap is not None:
+            state.forecaster, state.model_version = pickle.loads(pickle.dumps(swap.forecaster)), swap.version
+            self.stats.model_swaps += 1
+        if x is None:
+            return None
+        predicted, lower, upper = state.forecaster.predict_price(x, bar.close)
+        target = bar.open_time_ms + MINUTE_MS
+        state.pending = _Pending(x, bar.close, target)
+        made_at = self.clock()
+        self.stats.predictions += 1
+        return Prediction(
+            exchange=bar.exchange,
+            symbol=bar.symbol,
+            target_time_ms=target,
+            made_at_ms=made_at,
+            last_close=bar.close,
+            predicted_close=predicted,
+            lower=lower,
+            upper=upper,
+            interval_level=state.forecaster.interval_level,
+            model_version=state.model_version,
+            latency_ms=made_at - closing_ingest_ms,
+            drift_alarms=getattr(state.forecaster, "drift_alarms", 0),
+        )

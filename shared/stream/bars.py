@@ -1,0 +1,116 @@
+"""Event-time one-minute OHLCV bars, built per symbol from ticks.
+
+A bar covers ``[open_time_ms, open_time_ms + 60,000)`` in exchange time (UTC). It
+closes when the first tick of a later minute arrives, so the closing tick is
+what triggers the forecast. A tick for a minute that has already closed is
+*late*: it is counted (:attr:`BarBuilder.late`) and dropped, never merged into
+the closed bar, which has been published. A tick whose trade id is not above
+the last one seen is *out of sequence* (a duplicate from a replay or reconnect,
+or an out-of-order trade) and is counted and dropped too; ticks without a trade
+id (some recorded sources) are never judged by id.
+
+Examples
+--------
+>>> from shared.contracts.events import Tick
+>>> b = BarBuilder("binance", "BTCUSDT")
+>>> t = lambda ms, p, i: Tick("binance", "BTCUSDT", i, p, 0.5, "buy", ms, ms)
+>>> b.add(t(1_000, 100.0, 1)) is None
+True
+>>> b.add(t(59_999, 101.0, 2)) is None
+True
+>>> b.add(t(61_000, 99.0, 3))
+Bar(exchange='binance', symbol='BTCUSDT', open_time_ms=0, open=100.0, high=101.0, low=100.0, close=101.0, volume=1.0, trade_count=2)
+>>> b.add(t(30_000, 100.5, 4)) is None, b.late
+(True, 1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.contracts.events import Bar, Tick
+
+MINUTE_MS = 60_000
+"""Length of one bar in milliseconds."""
+
+
+def minute_of(time_ms: int) -> int:
+    """Return the open time (ms since epoch UTC) of the minute containing ``time_ms``."""
+    return time_ms - time_ms % MINUTE_MS
+
+
+@dataclass(slots=True)
+class BarBuilder:
+    """Builds consecutive one-minute bars for one ``(exchange, symbol)``.
+
+    Attributes
+    ----------
+    late : ticks dropped because their minute had already closed.
+    out_of_sequence : ticks dropped because their trade id was not above the last
+        seen (duplicates and out-of-order trades).
+    """
+
+    exchange: str
+    symbol: str
+    late: int = 0
+    out_of_sequence: int = 0
+    _minute: int | None = None
+    _open: float = 0.0
+    _high: float = 0.0
+    _low: float = 0.0
+    _close: float = 0.0
+    _volume: float = 0.0
+    _count: int = 0
+    _last_trade_id: int | None = field(default=None, repr=False)
+
+    @property
+    def open_minute_ms(self) -> int | None:
+        """Open time of the bar being built, or ``None`` before the first tick."""
+        return self._minute
+
+    def add(self, tick: Tick) -> Bar | None:
+        """Add one tick; return the bar it closed, if any.
+
+        The tick must belong to this builder's symbol (not checked on the hot path).
+        """
+        trade_id = tick.trade_id
+        if trade_id is not None and self._last_trade_id is not None and trade_id <= self._last_trade_id:
+            self.out_of_sequence += 1
+            return None
+        minute = tick.event_time_ms - tick.event_time_ms % MINUTE_MS
+        if self._minute is not None and minute < self._minute:
+            # checked before the id is recorded: a late tick must not move the id forward
+            self.late += 1
+            return None
+        if trade_id is not None:
+            self._last_trade_id = trade_id
+        price = tick.price
+        if minute == self._minute:
+            if price > self._high:
+                self._high = price
+            elif price < self._low:
+                self._low = price
+            self._close = price
+            self._volume += tick.quantity
+            self._count += 1
+            return None
+        closed = self._snapshot()
+        self._minute = minute
+        self._open = self._high = self._low = self._close = price
+        self._volume = tick.quantity
+        self._count = 1
+        return closed
+
+    def _snapshot(self) -> Bar | None:
+        if self._minute is None:
+            return None
+        return Bar(
+            self.exchange, self.symbol, self._minute, self._open, self._high, self._low,
+            self._close, self._volume, self._count,
+        )
+
+    def flush(self) -> Bar | None:
+        """Close and return the bar in progress (end of a finite replay), or ``None``."""
+        bar = self._snapshot()
+        self._minute = None
+        return bar

@@ -1,0 +1,341 @@
+"""Incremental features from completed one-minute bars, per symbol.
+
+:class:`BarFeatures` keeps just the state it needs (rings of recent closes,
+returns and volumes, running sums, River's exponentially weighted and rolling
+statistics) and turns each completed bar into a feature dict in O(1). Only
+completed bars enter, so no feature can see the minute it helps to predict.
+
+Features (all dimensionless; "returns" are natural-log returns, so 1e-4 = 1 basis point):
+
+===============  ===========================================================================
+``ret_1``        log return of the last minute, ``ln(c_t / c_{t-1})``
+``ret_5``        log return over the last 5 minutes, ``ln(c_t / c_{t-5})``
+``ret_15``       log return over the last 15 minutes
+``ret_60``       log return over the last 60 minutes
+``vol_15``       realised volatility per minute over the last 15 returns, ``sqrt(mean(r^2))``
+``vol_60``       the same over the last 60 returns
+``rsi_14``       Wilder's RSI(14) rescaled from [0, 100] to [-1, 1]
+``macd_hist``    MACD histogram (12, 26, 9) divided by the close
+``bb_pctb``      Bollinger %B (20 bars, 2 standard deviations): 0 at the lower band, 1 at the upper
+``atr_14``       Wilder's ATR(14) divided by the close
+``vwap_dist``    ``ln(c_t / VWAP_60)``: distance of the close from the 60-bar rolling VWAP
+``volume_z``     z-score of the bar's volume within the last 60 bars' volumes (bar included)
+``tod_sin``      ``sin(2 pi m / 1440)``, m = minute of day (UTC) of the minute being forecast
+``tod_cos``      ``cos(2 pi m / 1440)``
+``window_fill``  share of the longest window (60 returns) filled so far, in (0, 1]
+===============  ===========================================================================
+
+Sources of the formulas:
+
+- realised volatility: T. G. Andersen and T. Bollerslev, "Answering the skeptics: yes,
+  standard volatility models do provide accurate forecasts", International Economic
+  Review 39 (1998) -- the sum of squared intraday returns; here its per-minute mean,
+  so windows of different lengths share one unit;
+- RSI and ATR: J. Welles Wilder, *New Concepts in Technical Trading Systems* (1978):
+  the first average is the simple mean of the first 14 values, then
+  ``avg = (avg * 13 + value) / 14``; the true range is
+  ``max(high - low, |high - c_{t-1}|, |low - c_{t-1}|)`` (``high - low`` for the first bar);
+- MACD: G. Appel, *Technical Analysis: Power Tools for Active Investors* (2005):
+  ``EMA_12(c) - EMA_26(c)``, signal line ``EMA_9(MACD)``, histogram = MACD - signal,
+  with ``EMA_n`` the exponential average of smoothing ``2 / (n + 1)`` seeded with the
+  first value (pandas ``ewm(span=n, adjust=False)``, River ``stats.EWMean``);
+- Bollinger bands: J. Bollinger, *Bollinger on Bollinger Bands* (2001): middle band
+  = 20-bar simple mean, bands at ±2 population standard deviations,
+  ``%B = (c - lower) / (upper - lower)``;
+- VWAP of the typical price ``(high + low + close) / 3`` weighted by volume
+  (S. Berkowitz, D. Logue, E. Noser, "The total cost of transactions on the NYSE",
+  Journal of Finance 43, 1988).
+
+Warm-up (windows not yet full): every window uses the bars available so far, like
+pandas ``rolling(n, min_periods=1)``; the neutral value is used where a statistic is
+undefined: ``bb_pctb`` = 0.5 and ``volume_z`` = 0 when the window has no spread,
+``vwap_dist`` = 0 when the window traded no volume, ``rsi_14`` = 0 when prices have
+not moved. ``window_fill`` tells the model how much history the features rest on;
+:class:`shared.forecast.forecaster.ReturnForecaster` weights learning and shrinks its forecast
+by it. A dict is returned from the second bar on (the first has no return).
+
+Examples
+--------
+>>> from shared.contracts.events import Bar
+>>> f = BarFeatures()
+>>> f.update(Bar("x", "S", 0, 100, 100, 100, 100, 1, 1)) is None
+True
+>>> x = f.update(Bar("x", "S", 60_000, 100, 101, 100, 101, 1, 1))
+>>> round(x["ret_1"], 6), x["rsi_14"], x["window_fill"]
+(0.00995, 1.0, 0.016666666666666666)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from itertools import islice
+
+from river import stats
+
+from shared.contracts.events import Bar
+
+FEATURE_NAMES = (
+    "ret_1", "ret_5", "ret_15", "ret_60", "vol_15", "vol_60", "rsi_14", "macd_hist", "bb_pctb",
+    "atr_14", "vwap_dist", "volume_z", "tod_sin", "tod_cos", "window_fill",
+)
+"""Names of the features :meth:`BarFeatures.update` returns, in a stable order."""
+
+RETURN_LAGS = (1, 5, 15, 60)
+"""Horizons (minutes) of the log-return features."""
+SHORT_VOL, LONG_VOL = 15, 60
+"""Windows (returns) of the realised-volatility features."""
+WILDER_PERIOD = 14
+"""Period of RSI and ATR (Wilder 1978)."""
+MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
+"""Spans of the MACD exponential averages (Appel)."""
+BOLLINGER_WINDOW, BOLLINGER_K = 20, 2.0
+"""Window and band width in standard deviations (Bollinger)."""
+VWAP_WINDOW = 60
+"""Bars in the rolling VWAP."""
+VOLUME_WINDOW = 60
+"""Bars in the volume z-score's window."""
+LONGEST = 60
+"""Longest window, in returns; ``window_fill`` = returns seen / LONGEST, capped at 1."""
+MINUTES_PER_DAY = 1440
+MINUTE_MS = 60_000
+
+
+SPREAD_FLOOR = 1e-9
+"""A rolling standard deviation at or below ``SPREAD_FLOOR`` times the window's level counts
+as no spread (a flat window): below it, rounding in the running moments would dominate."""
+
+
+def _ema_factor(span: int) -> float:
+    return 2.0 / (span + 1.0)
+
+
+class _RollingMoments:
+    """Exact mean and population variance of the last ``size`` values.
+
+    Running sums of deviations from an anchor (a recent value, so the variance formula
+    ``E[d^2] - E[d]^2`` does not cancel catastrophically at price levels of 10^4-10^5),
+    recomputed from the stored window every ``size`` updates so rounding cannot accumulate.
+    """
+
+    __slots__ = ("anchor", "s1", "s2", "since", "size", "values")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.values: deque[float] = deque(maxlen=size)
+        self.anchor = 0.0
+        self.s1 = 0.0
+        self.s2 = 0.0
+        self.since = size  # force a recomputation (and a fresh anchor) on the first update
+
+    def __getstate__(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def update(self, value: float) -> None:
+        values = self.values
+        self.since += 1
+        if self.since >= self.size:
+            values.append(value)
+            a = self.anchor = value
+            self.s1 = sum(v - a for v in values)
+            self.s2 = sum((v - a) * (v - a) for v in values)
+            self.since = 0
+            return
+        a = self.anchor
+        if len(values) == self.size:
+            d = values[0] - a
+            self.s1 -= d
+            self.s2 -= d * d
+        values.append(value)
+        d = value - a
+        self.s1 += d
+        self.s2 += d * d
+
+    def mean_sd(self) -> tuple[float, float]:
+        """``(mean, population standard deviation)`` of the window (``(0, 0)`` when empty)."""
+        n = len(self.values)
+        if not n:
+            return 0.0, 0.0
+        m = self.s1 / n
+        var = self.s2 / n - m * m
+        return self.anchor + m, math.sqrt(var) if var > 0 else 0.0
+
+
+def _bounded_z(z: float, n: int) -> float:
+    """Clamp a z-score of a value within its own window of ``n`` values to ``±sqrt(n - 1)``.
+
+    With the population standard deviation no member of a window of ``n`` values lies more
+    than ``sqrt(n - 1)`` deviations from its mean (R. E. Shiffler, "Maximum Z scores and
+    outliers", The American Statistician 42, 1988), so the clamp only removes rounding.
+    """
+    bound = math.sqrt(n - 1) if n > 1 else 0.0
+    return bound if z > bound else max(z, -bound)
+
+
+class BarFeatures:
+    """Feature state for one symbol; feed it completed bars in time order.
+
+    ``update(bar)`` costs O(1) time; the state holds at most 61 closes and 60
+    returns and volumes, so it pickles small and can be warmed from stored history.
+    """
+
+    __slots__ = (
+        "_atr",
+        "_bb",
+        "_changes",
+        "_closes",
+        "_ema_fast",
+        "_ema_signal",
+        "_ema_slow",
+        "_gain",
+        "_loss",
+        "_pv",
+        "_pv_sum",
+        "_sq",
+        "_v_sum",
+        "_vol_stats",
+    )
+
+    def __init__(self) -> None:
+        self._closes: deque[float] = deque(maxlen=LONGEST + 1)
+        self._sq: deque[float] = deque(maxlen=LONGEST)  # squared returns
+        self._gain = 0.0
+        self._loss = 0.0
+        self._atr = 0.0
+        self._changes = 0
+        self._ema_fast = stats.EWMean(_ema_factor(MACD_FAST))
+        self._ema_slow = stats.EWMean(_ema_factor(MACD_SLOW))
+        self._ema_signal = stats.EWMean(_ema_factor(MACD_SIGNAL))
+        self._bb = _RollingMoments(BOLLINGER_WINDOW)
+        self._pv: deque[tuple[float, float]] = deque(maxlen=VWAP_WINDOW)  # (price * volume, volume)
+        self._pv_sum = 0.0
+        self._v_sum = 0.0
+        self._vol_stats = _RollingMoments(VOLUME_WINDOW)
+
+    def __getstate__(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    @property
+    def bars_seen(self) -> int:
+        """How many bars have entered (capped at the longest window + 1)."""
+        return len(self._closes)
+
+    def update(self, bar: Bar) -> dict[str, float] | None:
+        """Add a completed bar; return its features, or ``None`` for the very first bar.
+
+        Parameters
+        ----------
+        bar : the bar of the minute that just closed (prices in quote currency,
+            ``open_time_ms`` in ms since epoch UTC); bars must come in time order.
+
+        Returns
+        -------
+        dict or None
+            ``{name: value}`` for every name in :data:`FEATURE_NAMES`, all finite.
+
+        Raises
+        ------
+        ValueError
+            If ``bar.close``, ``bar.high`` or ``bar.low`` is not a positive finite
+            number, or ``bar.volume`` is negative or not finite (the event codec
+            already refuses those, so this guards direct callers). The state is
+            left unchanged.
+        """
+        close, high, low, volume = bar.close, bar.high, bar.low, bar.volume
+        if not (0 < close < math.inf and 0 < low < math.inf and 0 < high < math.inf):
+            raise ValueError(f"bar prices must be > 0 and finite, got close={close!r} high={high!r} low={low!r}")
+        if not 0 <= volume < math.inf:
+            raise ValueError(f"bar volume must be >= 0 and finite, got {volume!r}")
+        closes = self._closes
+        prev = closes[-1] if closes else None
+
+        # --- state shared by the first bar and the rest --------------------------------------
+        tr = high - low if prev is None else max(high - low, abs(high - prev), abs(low - prev))
+        self._changes += 1
+        n = self._changes  # number of true ranges so far (one per bar)
+        if n <= WILDER_PERIOD:
+            self._atr += (tr - self._atr) / n
+        else:
+            self._atr = (self._atr * (WILDER_PERIOD - 1) + tr) / WILDER_PERIOD
+        self._ema_fast.update(close)
+        self._ema_slow.update(close)
+        macd = self._ema_fast.get() - self._ema_slow.get()
+        self._ema_signal.update(macd)
+        self._bb.update(close)
+        typical = (high + low + close) / 3.0
+        pv = self._pv
+        if len(pv) == VWAP_WINDOW:
+            old_pv, old_v = pv[0]
+            self._pv_sum -= old_pv
+            self._v_sum -= old_v
+        pv.append((typical * volume, volume))
+        self._pv_sum += typical * volume
+        self._v_sum += volume
+        self._vol_stats.update(volume)
+        closes.append(close)
+        if prev is None:
+            return None
+
+        # --- returns ----------------------------------------------------------------------------
+        r = math.log(close / prev)
+        sq = self._sq
+        sq.append(r * r)
+        k = len(sq)
+
+        # --- RSI (Wilder): changes start at the second bar ------------------------------------
+        change = close - prev
+        gain = change if change > 0 else 0.0
+        loss = -change if change < 0 else 0.0
+        m = n - 1  # number of price changes so far
+        if m <= WILDER_PERIOD:  # Wilder's seed: simple mean of the first 14 changes
+            self._gain += (gain - self._gain) / m
+            self._loss += (loss - self._loss) / m
+        else:
+            self._gain = (self._gain * (WILDER_PERIOD - 1) + gain) / WILDER_PERIOD
+            self._loss = (self._loss * (WILDER_PERIOD - 1) + loss) / WILDER_PERIOD
+        total = self._gain + self._loss
+        rsi = 0.0 if total <= 0 else (self._gain - self._loss) / total  # = (RSI - 50) / 50
+
+        # --- bands, VWAP, volume ----------------------------------------------------------------
+        bb_mean, bb_sd = self._bb.mean_sd()
+        if bb_sd > SPREAD_FLOOR * close:
+            z = (close - bb_mean) / bb_sd
+            pctb = 0.5 + _bounded_z(z, len(self._bb.values)) / (2.0 * BOLLINGER_K)
+        else:
+            pctb = 0.5
+        vwap = self._pv_sum / self._v_sum if self._v_sum > 0 else 0.0
+        vwap_dist = math.log(close / vwap) if vwap > 0 else 0.0
+        v_mean, v_sd = self._vol_stats.mean_sd()
+        if v_mean > 0 and v_sd > SPREAD_FLOOR * v_mean:
+            volume_z = _bounded_z((volume - v_mean) / v_sd, len(self._vol_stats.values))
+        else:
+            volume_z = 0.0
+
+        target_minute = (bar.open_time_ms // MINUTE_MS + 1) % MINUTES_PER_DAY
+        angle = 2.0 * math.pi * target_minute / MINUTES_PER_DAY
+        short = min(k, SHORT_VOL)
+        return {
+            "ret_1": r,
+            "ret_5": math.log(close / closes[-min(6, len(closes))]),
+            "ret_15": math.log(close / closes[-min(16, len(closes))]),
+            "ret_60": math.log(close / closes[0]),
+            "vol_15": math.sqrt(sum(islice(sq, k - short, k)) / short),
+            "vol_60": math.sqrt(sum(sq) / k),
+            "rsi_14": rsi,
+            "macd_hist": (macd - self._ema_signal.get()) / close,
+            "bb_pctb": pctb,
+            "atr_14": self._atr / close,
+            "vwap_dist": vwap_dist,
+            "volume_z": volume_z,
+            "tod_sin": math.sin(angle),
+            "tod_cos": math.cos(angle),
+            "window_fill": k / LONGEST,
+        }
