@@ -1,4 +1,6 @@
 # tickcast — `make run` (the main job, locally) and `make test`. Each does its own set-up.
+# `make test` runs every tier (tests/unit, tests/integration, tests/e2e and the doctests);
+# `make test-unit` runs the fast one: tests/unit and the doctests that start no server.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -45,6 +47,14 @@ run: $(STAMP) $(NODE_STAMP)
 
 test: $(STAMP) $(NODE_STAMP) mariadb chromium
 	$(PY) -m pytest $(ARGS)
+
+# No server, no network, under a minute: tests/unit and the doctests, spread over the CPUs
+# (pytest-xdist). Doctests that start a server belong to the integration tier, so they are
+# deselected here (by node id) and run by `make test`.
+UNIT_PATHS := tests/unit shared ingestor local_stack tickcast scripts
+SERVER_DOCTESTS := local_stack/tansu.py::local_stack.tansu.TansuBroker
+test-unit: $(STAMP) $(NODE_STAMP)
+	$(PY) -m pytest -n auto $(UNIT_PATHS) $(addprefix --deselect=,$(SERVER_DOCTESTS)) $(ARGS)
 
 # The import contract of pyproject.toml ([tool.importlinter]): shared's layers import one way.
 lint: $(STAMP)

@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from shared.stream.features import BarFeatures
 from shared.forecast.forecaster import make_forecaster
+from shared.forecast.prequential import PrequentialStepper
 from shared.forecast.families import DEFAULT_MODEL, MODEL_NAMES
 from shared.offline.ohlcv import read_ohlcv
 
@@ -37,17 +38,10 @@ def features_only(bars) -> None:
 
 
 def bar_steps(bars, name: str) -> None:
-    """Features + learn (previous label) + predict_price, as the engine does at each bar close."""
-    f, m = BarFeatures(), make_forecaster(name)
-    learn, predict_price, update = m.learn, m.predict_price, f.update
-    prev = None
+    """Features + learn (previous label) + predict, through the stepper every caller uses."""
+    step = PrequentialStepper(make_forecaster(name)).step
     for bar in bars:
-        x = update(bar)
-        if prev is not None:
-            learn(prev[0], math.log(bar.close / prev[1]))
-        if x is not None:
-            predict_price(x, bar.close)
-            prev = (x, bar.close)
+        step(bar)
 
 
 def best_of(n: int, fn, *args) -> float:

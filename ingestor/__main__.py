@@ -34,14 +34,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
 
-from shared.settings import SETTINGS
+from shared.settings import SettingsReader
 
 
 def _config_pair(text: str) -> tuple[str, str]:
@@ -51,9 +50,14 @@ def _config_pair(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
+def _add_pairs(parser: argparse.ArgumentParser, flag: str, dest: str, metavar: str, help: str) -> None:
+    """A repeatable ``flag KEY=VALUE`` option collected as a list of pairs in ``dest``."""
+    parser.add_argument(flag, dest=dest, action="append", type=_config_pair, default=[], metavar=metavar, help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m ingestor`` argument parser."""
-    ticks_hub = os.environ.get("TICKS_HUB_NAME") or SETTINGS["TICKS_HUB_NAME"][0]
+    ticks_hub = SettingsReader().text("TICKS_HUB_NAME")
     parser = argparse.ArgumentParser(prog="python -m ingestor", description="tickcast ingestor")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,15 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--exchange", default=None, help="override the exchange id inferred from file names")
     rp.add_argument("--format", dest="fmt", default=None, choices=("binance-csv", "kraken-csv", "ws"))
     rp.add_argument("--limit", type=int, default=None, help="stop after publishing this many ticks")
-    rp.add_argument(
-        "-X",
-        dest="config",
-        action="append",
-        type=_config_pair,
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra librdkafka producer setting (repeatable), e.g. -X security.protocol=SASL_SSL",
-    )
+    _add_pairs(rp, "-X", "config", "KEY=VALUE",
+               "extra librdkafka producer setting (repeatable), e.g. -X security.protocol=SASL_SSL")
     rp.add_argument(
         "--flush-timeout", type=float, default=30.0, help="seconds to wait for deliveries at exit"
     )
@@ -106,24 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument(
         "--health-port", type=int, default=None, help="/healthz port (default INGESTOR_HEALTH_PORT; 0 = any)"
     )
-    lv.add_argument(
-        "--url",
-        dest="urls",
-        action="append",
-        type=_config_pair,
-        default=[],
-        metavar="SOURCE=URL",
-        help="websocket endpoint override (repeatable), e.g. --url binance=ws://127.0.0.1:9000/stream",
-    )
-    lv.add_argument(
-        "-X",
-        dest="config",
-        action="append",
-        type=_config_pair,
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra librdkafka producer setting (repeatable; Kafka publisher only)",
-    )
+    _add_pairs(lv, "--url", "urls", "SOURCE=URL",
+               "websocket endpoint override (repeatable), e.g. --url binance=ws://127.0.0.1:9000/stream")
+    _add_pairs(lv, "-X", "config", "KEY=VALUE", "extra librdkafka producer setting (repeatable; Kafka publisher only)")
     lv.add_argument(
         "--log-format", choices=("json", "text"), default="json", help="log line format (default json)"
     )

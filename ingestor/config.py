@@ -1,8 +1,9 @@
 """The live ingestor's configuration: read once, from the environment, with defaults from SETTINGS.
 
 Every name read here is an entry of :data:`shared.settings.SETTINGS` with ``used_by``
-containing ``ingestor`` (app settings of the Container App); the command line of
-``python -m ingestor live`` may override them (:meth:`IngestorConfig.replace`).
+containing ``ingestor`` (app settings of the Container App), parsed by
+:class:`shared.settings.SettingsReader`; the command line of ``python -m ingestor live``
+may override them (:meth:`IngestorConfig.replace`).
 
 Subscriptions (``INGESTOR_SUBSCRIPTIONS``) are ``;``-separated groups
 ``source:SYMBOL,SYMBOL``; each group is one websocket connection. Sources:
@@ -31,12 +32,11 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from shared.settings import SETTINGS, SettingsError
+from shared.settings import SettingsError, SettingsReader
 
 __all__ = [
     "SOURCES",
@@ -174,52 +174,28 @@ class IngestorConfig:
             An unknown publisher, a malformed subscription or URL list, a number that
             does not parse or is out of range.
         """
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return SETTINGS[name].default if value in (None, "") else value
-
-        def number(name: str, *, positive: bool = False) -> float:
-            raw = get(name)
-            try:
-                value = float(raw)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                raise SettingsError(f"{name}={raw!r} is not a number") from None
-            if not value >= 0 or (positive and value == 0) or value == float("inf"):
-                raise SettingsError(f"{name}={raw!r} must be a finite number {'>' if positive else '>='} 0")
-            return value
-
-        def integer(name: str, *, positive: bool = False) -> int:
-            value = number(name, positive=positive)
-            if value != int(value):
-                raise SettingsError(f"{name}={get(name)!r} must be a whole number")
-            return int(value)
-
-        publisher = (get("INGESTOR_PUBLISHER") or "").strip().lower()
-        if publisher not in PUBLISHERS:
-            raise SettingsError(f"INGESTOR_PUBLISHER={publisher!r} must be one of {PUBLISHERS}")
+        read = SettingsReader(environ)
         config = cls(
-            publisher=publisher,
-            subscriptions=parse_subscriptions(get("INGESTOR_SUBSCRIPTIONS") or ""),
-            kafka_bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS") or "",
-            buffer_events=integer("INGESTOR_BUFFER_EVENTS", positive=True),
-            health_port=integer("INGESTOR_HEALTH_PORT"),
-            stale_seconds=number("INGESTOR_STALE_SECONDS", positive=True),
-            eventhub_connection=get("EVENTHUB"),
-            eventhub_namespace=get("EVENTHUB__fullyQualifiedNamespace"),
-            azure_client_id=get("AZURE_CLIENT_ID"),
-            ticks_hub=get("TICKS_HUB_NAME") or "ticks",
-            deadletter_hub=get("DEADLETTER_HUB_NAME") or "deadletter",
-            source_urls=parse_source_urls(get("INGESTOR_SOURCE_URLS") or ""),
-            heartbeat_seconds=number("INGESTOR_HEARTBEAT_SECONDS", positive=True),
-            ping_interval_seconds=number("INGESTOR_PING_INTERVAL_SECONDS", positive=True),
-            ping_timeout_seconds=number("INGESTOR_PING_TIMEOUT_SECONDS", positive=True),
-            backoff_initial_seconds=number("INGESTOR_BACKOFF_INITIAL_SECONDS"),
-            backoff_max_seconds=number("INGESTOR_BACKOFF_MAX_SECONDS"),
-            buffer_wait_seconds=number("INGESTOR_BUFFER_WAIT_SECONDS"),
-            shutdown_seconds=number("INGESTOR_SHUTDOWN_SECONDS", positive=True),
-            stats_seconds=number("INGESTOR_STATS_SECONDS"),
+            publisher=read.choice("INGESTOR_PUBLISHER", PUBLISHERS),
+            subscriptions=parse_subscriptions(read.text("INGESTOR_SUBSCRIPTIONS") or ""),
+            kafka_bootstrap_servers=read.text("KAFKA_BOOTSTRAP_SERVERS") or "",
+            buffer_events=read.integer("INGESTOR_BUFFER_EVENTS", positive=True),
+            health_port=read.port("INGESTOR_HEALTH_PORT"),
+            stale_seconds=read.number("INGESTOR_STALE_SECONDS", positive=True),
+            eventhub_connection=read.text("EVENTHUB"),
+            eventhub_namespace=read.text("EVENTHUB__fullyQualifiedNamespace"),
+            azure_client_id=read.text("AZURE_CLIENT_ID"),
+            ticks_hub=read.text("TICKS_HUB_NAME") or "",
+            deadletter_hub=read.text("DEADLETTER_HUB_NAME") or "",
+            source_urls=parse_source_urls(read.text("INGESTOR_SOURCE_URLS") or ""),
+            heartbeat_seconds=read.number("INGESTOR_HEARTBEAT_SECONDS", positive=True),
+            ping_interval_seconds=read.number("INGESTOR_PING_INTERVAL_SECONDS", positive=True),
+            ping_timeout_seconds=read.number("INGESTOR_PING_TIMEOUT_SECONDS", positive=True),
+            backoff_initial_seconds=read.number("INGESTOR_BACKOFF_INITIAL_SECONDS"),
+            backoff_max_seconds=read.number("INGESTOR_BACKOFF_MAX_SECONDS"),
+            buffer_wait_seconds=read.number("INGESTOR_BUFFER_WAIT_SECONDS"),
+            shutdown_seconds=read.number("INGESTOR_SHUTDOWN_SECONDS", positive=True),
+            stats_seconds=read.number("INGESTOR_STATS_SECONDS"),
         )
         config.check(complete=False)
         return config

@@ -147,11 +147,19 @@ class ReplaySource:
 
     Examples
     --------
-    >>> import os
-    >>> path = "/work/shared/data/kraken_XBTUSD_trades_20190701T00Z-01Z.csv.gz"
-    >>> src = ReplaySource(path, speed=0) if os.path.exists(path) else None
-    >>> src is None or sum(1 for r in src if r.tick) == src.stats.published == 2672
-    True
+    The Kraken hour shipped in the repository's ``samples/``, unpaced, with a fixed wall clock:
+
+    >>> from pathlib import Path
+    >>> samples = Path(__file__).resolve().parents[1] / "samples"
+    >>> path = samples / "kraken_XBTUSD_trades_20190701T00Z-01Z.csv.gz"
+    >>> src = ReplaySource(path, speed=0, now_ms=lambda: 42)
+    >>> ticks = [r.tick for r in src if r.tick]
+    >>> len(ticks), src.stats.read, src.stats.published, src.stats.malformed, src.stats.skipped
+    (2672, 2672, 2672, 0, 0)
+    >>> ticks[0].symbol, ticks[0].price, ticks[0].event_time_ms, ticks[0].ingest_time_ms
+    ('BTC/USD', 10749.4, 1561939203172, 42)
+    >>> src.stats.first_event_time_ms, src.stats.last_event_time_ms, src.stats.interrupted
+    (1561939203172, 1561942791213, False)
     """
 
     def __init__(

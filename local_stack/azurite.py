@@ -7,6 +7,8 @@ found on ``PATH``.
 
 Lifetime guarantees
 -------------------
+* Start, readiness and stop are mirakuru's (:mod:`local_stack.processes`): ready when the port
+  Azurite logs answers a real SDK request.
 * :meth:`AzuriteServer.stop` sends SIGTERM (Azurite closes gracefully), waits a grace period,
   then SIGKILLs the process group; it is registered with :mod:`atexit` while the server runs.
 * Azurite is started through a tiny Node shim that watches its stdin, a pipe held only by this
@@ -29,15 +31,16 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
+
+from mirakuru import Executor
+
+from local_stack.processes import RunsServer, ServerExecutor, ServerStartError, log_tail
 
 ACCOUNT_NAME = "devstoreaccount1"
 """The emulator's well-known account name."""
@@ -77,7 +80,42 @@ require(main);
 """
 
 
-class AzuriteServer:
+class _AzuriteExecutor(ServerExecutor, Executor):
+    """Ready when Azurite logged the port it bound and a real SDK request on it succeeds."""
+
+    def __init__(self, command: list[str], server: AzuriteServer, **kwargs: Any) -> None:
+        super().__init__(command, **kwargs)
+        self.server = server
+        self._last_error: Exception | None = None
+
+    def pre_start_check(self) -> bool:
+        return False  # a taken port is reported by Azurite itself (EADDRINUSE in its log)
+
+    def ready(self) -> bool:
+        from azure.storage.blob import BlobServiceClient
+
+        server = self.server
+        if server._port is None:
+            match = _LISTENING.search(self.log_path.read_bytes())
+            if match is None:
+                return False
+            server._port = int(match.group(1))
+        try:
+            client = BlobServiceClient.from_connection_string(
+                server.connection_string, retry_total=0, connection_timeout=2, read_timeout=5
+            )
+            with client:
+                client.get_service_properties()
+            return True
+        except Exception as exc:  # not ready yet: connection refused, 5xx, ...
+            self._last_error = exc
+            return False
+
+    def not_ready_because(self) -> str:
+        return f"last error: {self._last_error!r}"
+
+
+class AzuriteServer(RunsServer):
     """A private Azurite blob server on the loopback interface, owned by this process.
 
     Parameters
@@ -144,7 +182,7 @@ class AzuriteServer:
         self._node = node
         self._main = Path(azurite_main) if azurite_main is not None else AZURITE_BLOB_MAIN
         self._extra_args = tuple(extra_args)
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._executor: _AzuriteExecutor | None = None
         self._workdir: Path | None = None
         self._log: IO[bytes] | None = None
         self._port: int | None = None
@@ -152,16 +190,6 @@ class AzuriteServer:
         self.startup_seconds: float | None = None
 
     # ------------------------------------------------------------------ properties
-
-    @property
-    def running(self) -> bool:
-        """Whether the child process has been started and has not exited."""
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the Azurite child, or ``None`` before :meth:`start` / after :meth:`stop`."""
-        return self._proc.pid if self._proc is not None else None
 
     @property
     def port(self) -> int:
@@ -200,7 +228,7 @@ class AzuriteServer:
             answer within ``startup_timeout`` seconds (the message carries the tail of its log;
             the child is stopped before raising).
         """
-        if self._proc is not None:
+        if self._executor is not None:
             raise RuntimeError("Azurite is already started")
         node = self._node or shutil.which("node")
         if node is None:
@@ -226,62 +254,22 @@ class AzuriteServer:
         self.log_path = self._workdir / "azurite.log"
         self._log = open(self.log_path, "wb")
         shim = _SHIM % (json.dumps(str(self._main)), json.dumps(str(self._workdir)))
-        command = [node, "-e", shim, "--", *args]
-        started = time.monotonic()
-        try:
-            self._proc = subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                cwd=self._workdir,
-                start_new_session=os.name == "posix",
-            )
-        except OSError as exc:
-            self._cleanup_files()
-            raise RuntimeError(f"cannot run Node ({node}): {exc}") from exc
+        # stdin is a pipe held only by this process: the shim's parent-death signal
+        self._executor = _AzuriteExecutor(
+            [node, "-e", shim, "--", *args], self, name="Azurite", log_path=self.log_path,
+            cwd=str(self._workdir), timeout=self.startup_timeout, sleep=0.05,
+            stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT,
+        )
         atexit.register(self.stop)
         try:
-            self._wait_ready(started + self.startup_timeout)
-        except BaseException as exc:
-            tail = self.log_tail()
+            self.startup_seconds = self._executor.start_or_raise(f"command: node {self._main} {' '.join(args)}")
+        except ServerStartError as exc:
             self.stop()
-            if not isinstance(exc, Exception):  # KeyboardInterrupt etc.: stopped, re-raise as is
-                raise
-            raise RuntimeError(
-                f"Azurite failed to start: {exc} (timeout {self.startup_timeout:g} s; "
-                f"command: node {self._main} {' '.join(args)}); log tail:\n{tail}"
-            ) from None
-        self.startup_seconds = time.monotonic() - started
+            raise RuntimeError(f"Azurite failed to start: {exc}") from None
+        except BaseException:  # KeyboardInterrupt etc.: stopped, re-raised as is
+            self.stop()
+            raise
         return self
-
-    def _wait_ready(self, deadline: float) -> None:
-        from azure.storage.blob import BlobServiceClient
-
-        assert self._proc is not None and self.log_path is not None
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"Azurite exited with code {self._proc.returncode}")
-            if self._port is None:
-                match = _LISTENING.search(self.log_path.read_bytes())
-                if match is None:
-                    time.sleep(0.02)
-                    continue
-                self._port = int(match.group(1))
-            try:
-                with socket.create_connection((self.host, self._port), timeout=1):
-                    pass
-                client = BlobServiceClient.from_connection_string(
-                    self.connection_string, retry_total=0, connection_timeout=2, read_timeout=5
-                )
-                with client:
-                    client.get_service_properties()
-                return
-            except Exception as exc:  # not ready yet: connection refused, 5xx, ...
-                last_error = exc
-                time.sleep(0.05)
-        raise TimeoutError(f"no answer before the timeout; last error: {last_error!r}")
 
     def stop(self) -> None:
         """Stop Azurite: SIGTERM, wait ``stop_grace`` seconds, then SIGKILL; idempotent.
@@ -289,32 +277,12 @@ class AzuriteServer:
         Returns only after the child has exited and been reaped; removes the temporary work
         directory (log, and data unless a ``location`` was given).
         """
-        proc, self._proc = self._proc, None
+        executor, self._executor = self._executor, None
         atexit.unregister(self.stop)
-        if proc is not None:
-            if proc.poll() is None:
-                self._signal(proc, signal.SIGTERM)
-                try:
-                    proc.wait(self.stop_grace)
-                except subprocess.TimeoutExpired:
-                    self._signal(proc, signal.SIGKILL)
-                    proc.wait()
-            if proc.stdin is not None:
-                proc.stdin.close()
+        if executor is not None:
+            executor.stop_within(self.stop_grace)
         self._port = None
         self._cleanup_files()
-
-    @staticmethod
-    def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        try:
-            if os.name == "posix":
-                os.killpg(proc.pid, sig)  # its own session: the group is exactly Azurite's
-            elif sig == signal.SIGTERM:
-                proc.terminate()
-            else:
-                proc.kill()
-        except ProcessLookupError:
-            pass
 
     def _cleanup_files(self) -> None:
         if self._log is not None:
@@ -325,13 +293,9 @@ class AzuriteServer:
             self._workdir = None
         self.log_path = None
 
-    def log_tail(self, max_bytes: int = 4000) -> str:
-        """The last ``max_bytes`` of Azurite's log (empty when there is none)."""
-        try:
-            data = self.log_path.read_bytes() if self.log_path is not None else b""
-        except OSError:
-            return ""
-        return data[-max_bytes:].decode("utf-8", "replace")
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of Azurite's log (empty when there is none)."""
+        return log_tail(self.log_path, lines)
 
     def __enter__(self) -> AzuriteServer:
         return self.start()

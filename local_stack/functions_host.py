@@ -1,6 +1,8 @@
 """Drive Event-Hub-triggered Azure Functions from Kafka, the way the Functions host would.
 
-The Functions host is not available offline, so the local stack reads each
+This driver is hand-written because the Functions host (a .NET runtime with its
+Event Hubs extension) is not available offline and no Python library runs
+``azure.functions`` apps from Kafka; so the local stack reads each
 function's binding declarations (``app.get_functions()``), resolves ``%NAME%``
 binding expressions from the app settings, consumes the trigger hub as a Kafka
 topic with the function's consumer group, and calls the decorated Python
@@ -67,6 +69,45 @@ def resolve(expression: str, settings: Mapping[str, str]) -> str:
         return settings[m.group(1)]
 
     return _SETTING.sub(sub, expression)
+
+
+def trigger_of(function: Any, kind: str, what: str) -> dict[str, Any]:
+    """The trigger declaration of ``function`` (its ``get_dict_repr()``), checked to be of type ``kind``.
+
+    Raises
+    ------
+    BindingError
+        The trigger is of another type (``what`` names the expected one, e.g. ``"a timer"``).
+    """
+    trigger = function.get_trigger().get_dict_repr()
+    if trigger.get("type") != kind:
+        raise BindingError(f"{function.get_function_name()}: trigger {trigger.get('type')} is not {what}")
+    return trigger
+
+
+def output_bindings(function: Any, settings: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The output bindings of ``function``: Event Hub ones (name -> topic) and ``signalR`` ones (name -> hub).
+
+    Raises
+    ------
+    BindingError
+        Another output binding type, or an expression that cannot be resolved.
+    """
+    topics: dict[str, str] = {}
+    hubs: dict[str, str] = {}
+    for binding in function.get_bindings():
+        spec = binding.get_dict_repr()
+        if spec.get("direction") != BindingDirection.OUT:
+            continue
+        if spec.get("type") == "eventHub":
+            topics[spec["name"]] = resolve(spec["eventHubName"], settings)
+        elif spec.get("type") == "signalR":
+            hubs[spec["name"]] = resolve(spec["hubName"], settings)
+        else:
+            raise BindingError(
+                f"{function.get_function_name()}: output binding type {spec.get('type')} is not supported locally"
+            )
+    return topics, hubs
 
 
 _FUNCTIONS: dict[int, list[Any]] = {}
@@ -175,26 +216,15 @@ class EventHubFunctionDriver:
         on_batch: Callable[[BatchReport], None] | None = None,
         signalr: Callable[[str, list[dict]], None] | None = None,
     ) -> None:
-        trigger = function.get_trigger().get_dict_repr()
-        if trigger.get("type") != "eventHubTrigger":
-            raise BindingError(f"{function.get_function_name()}: trigger {trigger.get('type')} is not an Event Hub trigger")
+        trigger = trigger_of(function, "eventHubTrigger", "an Event Hub trigger")
         self.name = function.get_function_name()
         self.user_function = function.get_user_function()
         self.trigger_arg = trigger["name"]
         self.topic = resolve(trigger["eventHubName"], settings)
         self.group = resolve(trigger.get("consumerGroup") or "$Default", settings)
-        self.outputs: dict[str, str] = {}
-        self.signalr_outputs: dict[str, str] = {}
-        """signalR output binding name -> hub name."""
+        self.outputs, self.signalr_outputs = output_bindings(function, settings)
+        """Event Hub output binding name -> topic; signalR output binding name -> hub name."""
         self.signalr = signalr
-        for binding in function.get_bindings():
-            spec = binding.get_dict_repr()
-            if spec.get("direction") == BindingDirection.OUT and spec.get("type") == "signalR":
-                self.signalr_outputs[spec["name"]] = resolve(spec["hubName"], settings)
-            elif spec.get("direction") == BindingDirection.OUT:
-                if spec.get("type") != "eventHub":
-                    raise BindingError(f"{self.name}: output binding type {spec.get('type')} is not supported locally")
-                self.outputs[spec["name"]] = resolve(spec["eventHubName"], settings)
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch

@@ -1,5 +1,8 @@
 """Drive the timer and blob-triggered functions locally, in place of the Functions host.
 
+Hand-written for the same reason as :mod:`local_stack.functions_host`: the Functions host
+and Event Grid are not available offline, and no library drives ``azure.functions`` apps.
+
 * :class:`TimerFunctionDriver` calls a timer-triggered function every ``interval_s``
   seconds (the local stack's short schedule; in Azure the host evaluates the
   NCRONTAB expression of the binding).
@@ -23,17 +26,33 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import azure.functions as func
-from azure.functions.decorators.core import BindingDirection
 from azure.functions.timer import TimerRequest
 from azure.storage.blob import ContainerClient
 from confluent_kafka import KafkaError, Producer
 
-from local_stack.functions_host import BindingError, CollectingOut, resolve, signalr_messages
+from local_stack.functions_host import (
+    BindingError,
+    CollectingOut,
+    output_bindings,
+    resolve,
+    signalr_messages,
+    trigger_of,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 """Invocations of one blob before it is set aside as poison (the Functions host's default, ``maxDequeueCount``)."""
+
+
+def _repeat(driver: Any, every_s: float, stop: threading.Event, failed: str) -> None:
+    """Call ``driver.run_once()`` every ``every_s`` seconds until ``stop``; count and log failures."""
+    while not stop.wait(every_s):
+        try:
+            driver.run_once()
+        except Exception:
+            driver.failures += 1
+            log.exception("%s: %s", driver.name, failed)
 
 
 class _Outputs:
@@ -42,18 +61,7 @@ class _Outputs:
     def __init__(self, function: Any, settings: Mapping[str, str], producer_config: Mapping[str, Any],
                  signalr: Callable[[str, list[dict]], None] | None = None) -> None:
         self.name = function.get_function_name()
-        self.topics: dict[str, str] = {}
-        self.hubs: dict[str, str] = {}
-        for binding in function.get_bindings():
-            spec = binding.get_dict_repr()
-            if spec.get("direction") != BindingDirection.OUT:
-                continue
-            if spec.get("type") == "eventHub":
-                self.topics[spec["name"]] = resolve(spec["eventHubName"], settings)
-            elif spec.get("type") == "signalR":
-                self.hubs[spec["name"]] = resolve(spec["hubName"], settings)
-            else:
-                raise BindingError(f"{self.name}: output binding type {spec.get('type')} is not supported locally")
+        self.topics, self.hubs = output_bindings(function, settings)
         self.producer = Producer(dict(producer_config)) if self.topics else None
         self.signalr = signalr
         self.produced: dict[str, int] = {}
@@ -103,9 +111,7 @@ class TimerFunctionDriver:
 
     def __init__(self, function: Any, settings: Mapping[str, str], producer_config: Mapping[str, Any],
                  interval_s: float, signalr: Callable[[str, list[dict]], None] | None = None) -> None:
-        trigger = function.get_trigger().get_dict_repr()
-        if trigger.get("type") != "timerTrigger":
-            raise BindingError(f"{function.get_function_name()}: trigger {trigger.get('type')} is not a timer")
+        trigger = trigger_of(function, "timerTrigger", "a timer")
         self.name = function.get_function_name()
         self.user_function = function.get_user_function()
         self.trigger_arg = trigger["name"]
@@ -125,12 +131,7 @@ class TimerFunctionDriver:
 
     def run(self, stop: threading.Event) -> None:
         """Invoke every ``interval_s`` until ``stop`` is set; a failing invocation is logged."""
-        while not stop.wait(self.interval_s):
-            try:
-                self.run_once()
-            except Exception:
-                self.failures += 1
-                log.exception("%s: timer invocation failed", self.name)
+        _repeat(self, self.interval_s, stop, "timer invocation failed")
 
     def close(self) -> None:
         self.outputs.close()
@@ -182,9 +183,7 @@ class BlobTriggerPoller:
                  producer_config: Mapping[str, Any], poll_s: float = 1.0,
                  on_invocation: Callable[[str], None] | None = None,
                  signalr: Callable[[str, list[dict]], None] | None = None) -> None:
-        trigger = function.get_trigger().get_dict_repr()
-        if trigger.get("type") != "blobTrigger":
-            raise BindingError(f"{function.get_function_name()}: trigger {trigger.get('type')} is not a blob trigger")
+        trigger = trigger_of(function, "blobTrigger", "a blob trigger")
         self.name = function.get_function_name()
         self.user_function = function.get_user_function()
         self.trigger_arg = trigger["name"]
@@ -234,12 +233,7 @@ class BlobTriggerPoller:
 
     def run(self, stop: threading.Event) -> None:
         """Poll every ``poll_s`` until ``stop`` is set; failures are logged and retried."""
-        while not stop.wait(self.poll_s):
-            try:
-                self.run_once()
-            except Exception:
-                self.failures += 1
-                log.exception("%s: blob-triggered invocation failed; retrying on the next poll", self.name)
+        _repeat(self, self.poll_s, stop, "blob-triggered invocation failed; retrying on the next poll")
 
     def close(self) -> None:
         self.outputs.close()

@@ -20,6 +20,9 @@ Steps (each one prints a line):
 With ``web`` (``make run`` passes it), the HTTP API, the dashboard and a local
 SignalR hub fed by ``predict`` are served from the start (the URL is printed),
 and after the replay until Ctrl-C unless ``--exit-when-done``.
+
+The local stack's own settings (``REPLAY_SPEED``, ``RETRAIN_EVERY_S``, ``DASHBOARD_PORT``,
+``EXIT_WHEN_DONE``) are read by :class:`shared.settings.LocalSettings` when it runs.
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
 DEFAULT_REPLAY = SAMPLES / "kraken_XBTUSD_trades_20190701T00Z-01Z.csv.gz"
 DEFAULT_HISTORY = SAMPLES / "ftx_BTC-PERP_1m_20211231-20220201.csv.gz"
-DEFAULT_SPEED = 60.0
 
 log = logging.getLogger("tickcast.local")
 
@@ -155,11 +157,12 @@ def run(
         if azurite is None:
             azurite = stack.enter_context(AzuriteServer(in_memory=True))
         say(f"Tansu broker on {broker.bootstrap_servers}; Azurite blob service on {azurite.blob_endpoint}")
-        from shared.settings import SETTINGS
+        from shared.settings import LOCAL, SETTINGS, LocalSettings
 
         settings_env = {
             # every documented default, as the app settings the binding expressions resolve against
-            **{name: setting.default for name, setting in SETTINGS.items() if setting.default},
+            # (the local stack's own settings are not app settings: they keep the caller's values)
+            **{name: s.default for name, s in SETTINGS.items() if s.default and s.used_by != (LOCAL,)},
             "TICKS_HUB_NAME": "ticks",
             "PREDICTIONS_HUB_NAME": "predictions",
             "DEADLETTER_HUB_NAME": "deadletter",
@@ -171,6 +174,7 @@ def run(
             **(env or {}),
         }
         stack.enter_context(_environment(settings_env))
+        local = LocalSettings.from_env()
         stack.enter_context(_lifecycle_log(say))
         server = None
         if web is not None:
@@ -178,7 +182,8 @@ def run(
 
             server = stack.enter_context(serve_dashboard(web, settings_env, say))
         summary = _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, out,
-                                deadline=started + timeout_s, signalr=server.hub.publish if server else None)
+                                deadline=started + timeout_s, retrain_every_s=local.retrain_every_s,
+                                signalr=server.hub.publish if server else None)
         if server is not None:
             from local_stack.http_host import linger
 
@@ -202,7 +207,8 @@ def _environment(values: dict[str, str]):
                 os.environ[k] = v
 
 
-def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, out, deadline, signalr=None) -> dict:
+def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, out, deadline, retrain_every_s,
+                  signalr=None) -> dict:
     import function_app
     from functions import reset_services
     from local_stack.functions_host import EventHubFunctionDriver, app_functions
@@ -230,7 +236,7 @@ def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, 
                if fn.get_trigger().get_dict_repr().get("type") == "eventHubTrigger"]
     printer = PredictionPrinter(ccfg, settings.predictions_hub, out)
     # The model lifecycle: retrain on a short timer, and a poller of Azurite in place of Event Grid.
-    lifecycle = _lifecycle_drivers(function_app.app, settings_env, registry.container, pcfg, signalr)
+    lifecycle = _lifecycle_drivers(function_app.app, settings_env, registry.container, pcfg, retrain_every_s, signalr)
     threads = [threading.Thread(target=t, args=(stop,), daemon=True)
                for t in [d.run for d in drivers] + [d.run for d in lifecycle] + [printer.run]]
     for t in threads:
@@ -277,9 +283,6 @@ def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, 
     return {"symbols": summary, "replay": replay_stats, "printed": printer.printed}
 
 
-RETRAIN_EVERY_S = float(os.environ.get("RETRAIN_EVERY_S", "15"))
-"""Seconds between two local runs of the ``retrain`` timer (in Azure: ``RETRAIN_SCHEDULE``)."""
-
 LIFECYCLE_ENV = {
     # A replayed hour is about 60 bars: retrain on what the replay has archived so far.
     "RETRAIN_MIN_BARS": "25",
@@ -291,7 +294,7 @@ LIFECYCLE_ENV = {
 """App settings of the local stack's short model lifecycle (overridable through ``env``)."""
 
 
-def _lifecycle_drivers(app, settings_env: dict, container, pcfg, signalr=None) -> list:
+def _lifecycle_drivers(app, settings_env: dict, container, pcfg, retrain_every_s: float, signalr=None) -> list:
     from local_stack.functions_host import app_functions
     from local_stack.lifecycle_host import BlobTriggerPoller, TimerFunctionDriver
 
@@ -299,7 +302,7 @@ def _lifecycle_drivers(app, settings_env: dict, container, pcfg, signalr=None) -
     for fn in app_functions(app):
         kind = fn.get_trigger().get_dict_repr().get("type")
         if kind == "timerTrigger":
-            drivers.append(TimerFunctionDriver(fn, settings_env, pcfg, interval_s=RETRAIN_EVERY_S, signalr=signalr))
+            drivers.append(TimerFunctionDriver(fn, settings_env, pcfg, interval_s=retrain_every_s, signalr=signalr))
         elif kind == "blobTrigger":
             drivers.append(BlobTriggerPoller(fn, settings_env, container, pcfg, poll_s=0.5, signalr=signalr))
     return drivers
@@ -390,16 +393,22 @@ def _wait_drained(predict, archive, printer, published_ticks: int, deadline: flo
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of ``python -m local_stack`` (what ``make run`` calls)."""
+    from shared.settings import LocalSettings, SettingsError
+
     p = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__.splitlines()[0])
+    try:
+        local = LocalSettings.from_env()
+    except SettingsError as exc:
+        p.error(f"invalid settings: {exc}")
     p.add_argument("files", nargs="*", type=Path, help=f"recorded trade files (default {DEFAULT_REPLAY.name})")
     p.add_argument("--history", type=Path, default=DEFAULT_HISTORY, help="one-minute OHLCV file for the initial model")
-    p.add_argument("--speed", type=float, default=float(os.environ.get("REPLAY_SPEED", DEFAULT_SPEED)),
-                   help="replay speed factor: 1 = recorded pace, 0 = as fast as possible (default 60)")
+    p.add_argument("--speed", type=float, default=local.replay_speed,
+                   help="replay speed factor: 1 = recorded pace, 0 = as fast as possible (default REPLAY_SPEED or 60)")
     p.add_argument("--workdir", type=Path, default=None, help="where the SQLite history goes (default: a temp dir)")
     p.add_argument("--timeout", type=float, default=170.0, help="seconds before giving up")
-    p.add_argument("--web-port", type=int, default=int(os.environ.get("DASHBOARD_PORT", "7071")),
-                   help="port of the dashboard, HTTP API and SignalR hub (default 7071; 0 = any free port)")
-    p.add_argument("--exit-when-done", action="store_true", default=os.environ.get("EXIT_WHEN_DONE", "") == "1",
+    p.add_argument("--web-port", type=int, default=local.dashboard_port,
+                   help="port of the dashboard, HTTP API and SignalR hub (default DASHBOARD_PORT or 7071; 0 = any)")
+    p.add_argument("--exit-when-done", action="store_true", default=local.exit_when_done,
                    help="exit after the replay instead of serving the dashboard until Ctrl-C (env EXIT_WHEN_DONE=1)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -23,16 +23,16 @@ locally and in Azure:
    invocation of a hub method with a completion (type 3) carrying an error:
    a serverless hub has no server methods.
 
-Access tokens are HS256 JWTs signed with a per-process secret (``aud`` = the
-client URL, ``exp``), as Azure SignalR's are signed with its access key.
+Access tokens are HS256 JWTs made and checked with PyJWT, signed with a per-process
+secret (``aud`` = the client URL, ``exp``), as Azure SignalR's are signed with its
+access key. The hub protocol itself is written here: no library serves the server
+side of SignalR's transport and JSON hub protocol in Python, offline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import json
 import logging
 import secrets
@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import jwt
 from aiohttp import WSMsgType, web
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,13 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def client_url(base_url: str, hub: str) -> str:
+    """The client URL of ``hub`` (the ``url`` of connection info, the ``aud`` of its tokens).
+
+    >>> client_url("http://127.0.0.1:7071/", "tick cast")
+    'http://127.0.0.1:7071/client/?hub=tick%20cast'
+    """
+    return f"{base_url.rstrip('/')}/client/?hub={quote(hub, safe='')}"
 
 
 def encode_records(messages: Iterable[Mapping[str, Any]]) -> str:
@@ -176,34 +182,37 @@ class SignalRHubServer:
         base_url : str
             Scheme, host and port the client reached the app on, e.g. ``http://127.0.0.1:7071``.
         """
-        url = f"{base_url.rstrip('/')}/client/?hub={quote(hub, safe='')}"
+        url = client_url(base_url, hub)
         now = int(time.time())
         claims = {"aud": url, "hub": hub, "iat": now, "exp": now + int(self.token_lifetime_s)}
-        return {"url": url, "accessToken": self._sign(claims)}
+        return {"url": url, "accessToken": jwt.encode(claims, self._secret, algorithm="HS256")}
 
-    def _sign(self, claims: Mapping[str, Any]) -> str:
-        head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-        body = _b64(json.dumps(claims, separators=(",", ":")).encode())
-        sig = hmac.new(self._secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
-        return f"{head}.{body}.{_b64(sig)}"
-
-    def _verify(self, token: str | None, hub: str) -> str | None:
-        """``None`` if ``token`` is a valid, unexpired token for ``hub``; else why not."""
+    def _verify(self, token: str | None, request: web.Request, hub: str) -> str | None:
+        """``None`` if ``token`` is a valid, unexpired token for ``hub`` at the URL ``request`` reached; else why not."""
         if not token:
             return "missing access token"
+        audience = client_url(f"{request.scheme}://{request.host}", hub)
         try:
-            head, body, sig = token.split(".")
-            expected = hmac.new(self._secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
-            if not hmac.compare_digest(expected, _unb64(sig)):
-                return "bad token signature"
-            claims = json.loads(_unb64(body))
-        except (ValueError, TypeError):
-            return "malformed access token"
-        if claims.get("hub") != hub:
-            return f"token is not for hub {hub!r}"
-        if claims.get("exp", 0) < time.time():
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"], audience=audience,
+                                options={"require": ["aud", "exp", "hub"]})
+        except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError) as exc:
+            return f"bad token signature ({exc})"
+        except jwt.ExpiredSignatureError:
             return "access token expired"
+        except jwt.InvalidAudienceError:
+            return f"token is not for {audience}"
+        except jwt.InvalidTokenError as exc:  # malformed, a claim missing, issued in the future, ...
+            return f"malformed access token ({exc})"
+        if claims["hub"] != hub:
+            return f"token is not for hub {hub!r}"
         return None
+
+    def _check(self, request: web.Request, hub: str) -> web.Response | None:
+        """The error answer of a request without a valid token for ``hub`` (400 / 401), or ``None``."""
+        if not hub:
+            return web.json_response({"error": "hub query parameter missing"}, status=400)
+        problem = self._verify(self._bearer(request), request, hub)
+        return web.json_response({"error": problem}, status=401) if problem else None
 
     @staticmethod
     def _bearer(request: web.Request) -> str | None:
@@ -216,9 +225,9 @@ class SignalRHubServer:
 
     async def _negotiate(self, request: web.Request) -> web.Response:
         hub = request.query.get("hub", "")
-        problem = self._verify(self._bearer(request), hub) if hub else "hub query parameter missing"
+        problem = self._check(request, hub)
         if problem:
-            return web.json_response({"error": problem}, status=401 if hub else 400)
+            return problem
         self.stats.negotiations += 1
         now = time.monotonic()
         for token, (_, _, created) in list(self._pending.items()):  # drop negotiations never used
@@ -241,9 +250,9 @@ class SignalRHubServer:
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         hub = request.query.get("hub", "")
-        problem = self._verify(self._bearer(request), hub) if hub else "hub query parameter missing"
+        problem = self._check(request, hub)
         if problem:
-            return web.json_response({"error": problem}, status=401 if hub else 400)
+            return problem
         pending = self._pending.pop(request.query.get("id", ""), None)
         if pending is None or pending[0] != hub:
             return web.json_response({"error": "unknown connection id: negotiate first"}, status=404)

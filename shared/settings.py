@@ -2,16 +2,34 @@
 
 In Azure these are the Function App's and the Container App's app settings; locally
 the local stack sets them for its own processes. Every name is listed in
-:data:`SETTINGS`, which ``infra/`` and the README are checked against, so code and
+:data:`SETTINGS`, which ``infra/`` and ``docs/configuration.md`` are checked against, so code and
 deployment cannot drift apart.
 
 Binding expressions in ``functions/`` refer to some of these names as ``%NAME%``
 (hub names, consumer groups) or as connection prefixes (``EVENTHUB``,
 ``MODEL_STORAGE``): those are resolved by the Functions host, not by this module.
+
+Every value is parsed here, by :class:`SettingsReader` (text, numbers, whole numbers,
+ports, flags, choices; an unset or empty variable reads as its default), into the typed
+views of the three readers: :class:`Settings` (the Function App), ``ingestor.config.
+IngestorConfig`` (the ingestor) and :class:`LocalSettings` (the local stack's own knobs).
+Nothing is read at import time. A value that cannot be used raises :class:`SettingsError`
+naming the variable, its value and the expected form.
+
+Examples
+--------
+>>> read = SettingsReader({"MODEL_POLL_SECONDS": "2.5", "EXIT_WHEN_DONE": "yes"})
+>>> read.number("MODEL_POLL_SECONDS"), read.integer("RETRAIN_MIN_BARS"), read.flag("EXIT_WHEN_DONE")
+(2.5, 1000, True)
+>>> SettingsReader({"RETRAIN_MIN_BARS": "1.5"}).integer("RETRAIN_MIN_BARS")
+Traceback (most recent call last):
+...
+shared.settings.SettingsError: RETRAIN_MIN_BARS='1.5' must be a whole number >= 0
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +37,7 @@ from typing import NamedTuple
 
 FUNCTIONS = "functions"
 INGESTOR = "ingestor"
+LOCAL = "local_stack"
 
 
 class Setting(NamedTuple):
@@ -26,7 +45,10 @@ class Setting(NamedTuple):
 
     ``default`` of ``None`` means "required where used". ``used_by`` names the
     workloads that read it (:data:`FUNCTIONS` = the Function App, :data:`INGESTOR`
-    = the Container App); ``infra/`` sets every setting of a workload on it.
+    = the Container App, :data:`LOCAL` = the local stack, ``python -m local_stack``);
+    ``infra/`` sets every setting of the two Azure workloads on them, and never a
+    setting read by :data:`LOCAL` alone. The local stack runs the Function App's code,
+    so it also reads the :data:`FUNCTIONS` settings (through :class:`Settings`).
     ``secret`` settings (connection strings, passwords) must only ever be passed
     as secret references, never as plain text.
     """
@@ -38,6 +60,14 @@ class Setting(NamedTuple):
 
 
 _BOTH = (FUNCTIONS, INGESTOR)
+
+
+def _ingestor(default: str, meaning: str) -> Setting:
+    return Setting(default, meaning, (INGESTOR,))
+
+
+def _local(default: str, meaning: str) -> Setting:
+    return Setting(default, meaning, (LOCAL,))
 
 #: name -> :class:`Setting` (indexable as ``(default, meaning, used_by, secret)``).
 SETTINGS: dict[str, Setting] = {
@@ -111,58 +141,159 @@ SETTINGS: dict[str, Setting] = {
     ),
     "PRICE_UPDATE_MS": Setting("1000", "least time between two latest-price SignalR updates of one symbol"),
     # --- ingestor (Container App) -------------------------------------------------------------
-    "INGESTOR_PUBLISHER": Setting("eventhubs", "where the ingestor publishes ticks: eventhubs or kafka", (INGESTOR,)),
-    "INGESTOR_SUBSCRIPTIONS": Setting(
+    "INGESTOR_PUBLISHER": _ingestor("eventhubs", "where the ingestor publishes ticks: eventhubs or kafka"),
+    "INGESTOR_SUBSCRIPTIONS": _ingestor(
         "binance:BTCUSDT,ETHUSDT;coinbase:BTC-USD;kraken:BTC/USD",
         "live trade streams: ';'-separated source:SYMBOL,SYMBOL groups (one connection per group); "
         "sources binance (spot), binance-usdm (USD-M futures, alias binance-futures), coinbase, kraken",
-        (INGESTOR,),
     ),
-    "KAFKA_BOOTSTRAP_SERVERS": Setting(
-        "localhost:9092", "Kafka bootstrap servers when INGESTOR_PUBLISHER=kafka", (INGESTOR,)
+    "KAFKA_BOOTSTRAP_SERVERS": _ingestor("localhost:9092", "Kafka bootstrap servers when INGESTOR_PUBLISHER=kafka"),
+    "INGESTOR_BUFFER_EVENTS": _ingestor(
+        "100000", "bound of the ingestor's publish buffer; ticks beyond it are dropped and counted"
     ),
-    "INGESTOR_BUFFER_EVENTS": Setting(
-        "100000", "bound of the ingestor's publish buffer; ticks beyond it are dropped and counted", (INGESTOR,)
+    "INGESTOR_HEALTH_PORT": _ingestor("8080", "port of the ingestor's HTTP /healthz endpoint"),
+    "INGESTOR_STALE_SECONDS": _ingestor(
+        "30", "readiness fails when the newest message of a connection is older than this"
     ),
-    "INGESTOR_HEALTH_PORT": Setting("8080", "port of the ingestor's HTTP /healthz endpoint", (INGESTOR,)),
-    "INGESTOR_STALE_SECONDS": Setting(
-        "30", "readiness fails when the newest message of a connection is older than this", (INGESTOR,)
-    ),
-    "INGESTOR_SOURCE_URLS": Setting(
+    "INGESTOR_SOURCE_URLS": _ingestor(
         "",
         "comma-separated source=wss://... overrides of the exchanges' websocket endpoints; empty = documented ones",
-        (INGESTOR,),
     ),
-    "INGESTOR_HEARTBEAT_SECONDS": Setting(
-        "30", "a connection that receives no message for this long is treated as stalled and reconnected", (INGESTOR,)
+    "INGESTOR_HEARTBEAT_SECONDS": _ingestor(
+        "30", "a connection that receives no message for this long is treated as stalled and reconnected"
     ),
-    "INGESTOR_PING_INTERVAL_SECONDS": Setting(
-        "20", "interval of the websocket keepalive pings the ingestor sends", (INGESTOR,)
+    "INGESTOR_PING_INTERVAL_SECONDS": _ingestor("20", "interval of the websocket keepalive pings the ingestor sends"),
+    "INGESTOR_PING_TIMEOUT_SECONDS": _ingestor("20", "a keepalive ping unanswered for this long drops the connection"),
+    "INGESTOR_BACKOFF_INITIAL_SECONDS": _ingestor("0.5", "first reconnect delay; doubles per failed attempt, with jitter"),
+    "INGESTOR_BACKOFF_MAX_SECONDS": _ingestor("30", "cap of the reconnect delay"),
+    "INGESTOR_BUFFER_WAIT_SECONDS": _ingestor(
+        "1", "how long a connection waits for room in a full publish buffer before it drops a tick"
     ),
-    "INGESTOR_PING_TIMEOUT_SECONDS": Setting(
-        "20", "a keepalive ping unanswered for this long drops the connection", (INGESTOR,)
+    "INGESTOR_SHUTDOWN_SECONDS": _ingestor(
+        "25", "on SIGTERM, how long the ingestor may take to publish what it has already received"
     ),
-    "INGESTOR_BACKOFF_INITIAL_SECONDS": Setting(
-        "0.5", "first reconnect delay; doubles per failed attempt, with jitter", (INGESTOR,)
+    "INGESTOR_STATS_SECONDS": _ingestor("60", "interval of the ingestor's counters log line; 0 = never"),
+    # --- local stack only (python -m local_stack, make run); never set in Azure ---------------
+    "REPLAY_SPEED": _local("60", "replay speed factor of the local stack: 1 = recorded pace, 0 = as fast as possible"),
+    "RETRAIN_EVERY_S": _local(
+        "15", "seconds between two local runs of the retrain timer (in Azure: RETRAIN_SCHEDULE)"
     ),
-    "INGESTOR_BACKOFF_MAX_SECONDS": Setting("30", "cap of the reconnect delay", (INGESTOR,)),
-    "INGESTOR_BUFFER_WAIT_SECONDS": Setting(
-        "1", "how long a connection waits for room in a full publish buffer before it drops a tick", (INGESTOR,)
+    "DASHBOARD_PORT": _local("7071", "port of the local dashboard, HTTP API and SignalR hub; 0 = any free port"),
+    "EXIT_WHEN_DONE": _local(
+        "0", "1 = the local stack exits after the replay instead of serving the dashboard until Ctrl-C"
     ),
-    "INGESTOR_SHUTDOWN_SECONDS": Setting(
-        "25", "on SIGTERM, how long the ingestor may take to publish what it has already received", (INGESTOR,)
-    ),
-    "INGESTOR_STATS_SECONDS": Setting("60", "interval of the ingestor's counters log line; 0 = never", (INGESTOR,)),
 }
 
 
 def settings_for(workload: str) -> dict[str, Setting]:
-    """The settings read by ``workload`` (:data:`FUNCTIONS` or :data:`INGESTOR`), by name."""
+    """The settings read by ``workload`` (:data:`FUNCTIONS`, :data:`INGESTOR` or :data:`LOCAL`), by name."""
     return {name: s for name, s in SETTINGS.items() if workload in s.used_by}
 
 
 class SettingsError(ValueError):
-    """A setting is missing or has a value that cannot be used; ``str()`` names it."""
+    """A setting is missing or has a value that cannot be used; ``str()`` names it and the expected form."""
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+class SettingsReader:
+    """Typed reads of the settings in :data:`SETTINGS` from one environment.
+
+    The one parser of tickcast's settings: :class:`Settings`, :class:`LocalSettings`
+    and ``ingestor.config.IngestorConfig`` read through it. An unset or empty
+    variable reads as its default.
+
+    Parameters
+    ----------
+    environ : mapping of str to str, optional
+        The environment; default ``os.environ`` (read when a value is asked for).
+
+    Raises
+    ------
+    KeyError
+        A name that is not in :data:`SETTINGS` (a programming error, not a setting error).
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+
+    def text(self, name: str) -> str | None:
+        """The value of ``name``, or its default (``None`` for a required setting) when unset or empty."""
+        default = SETTINGS[name].default
+        value = self.environ.get(name)
+        return default if value in (None, "") else value
+
+    def number(self, name: str, *, positive: bool = False) -> float:
+        """A finite number ``>= 0`` (``> 0`` with ``positive``).
+
+        Raises
+        ------
+        SettingsError
+            The value does not parse, is not finite, or is out of range.
+        """
+        raw = self.text(name)
+        try:
+            value = float(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name}={raw!r} is not a number") from None
+        if not 0 <= value < math.inf or (positive and value == 0):
+            raise SettingsError(f"{name}={raw!r} must be a finite number {'>' if positive else '>='} 0")
+        return value
+
+    def integer(self, name: str, *, positive: bool = False) -> int:
+        """A whole number ``>= 0`` (``> 0`` with ``positive``); ``"100"`` and ``"1e3"`` are fine.
+
+        Raises
+        ------
+        SettingsError
+            The value does not parse, is not whole, or is out of range.
+        """
+        value = self.number(name, positive=positive)
+        if value != int(value):
+            raise SettingsError(f"{name}={self.text(name)!r} must be a whole number {'>' if positive else '>='} 0")
+        return int(value)
+
+    def port(self, name: str) -> int:
+        """A TCP port, 0-65535 (0 = any free port).
+
+        Raises
+        ------
+        SettingsError
+            Not a whole number in that range.
+        """
+        value = self.integer(name)
+        if value > 65535:
+            raise SettingsError(f"{name}={self.text(name)!r} is not a TCP port (0-65535)")
+        return value
+
+    def flag(self, name: str) -> bool:
+        """A yes/no setting: ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off`` (any case).
+
+        Raises
+        ------
+        SettingsError
+            Any other value.
+        """
+        raw = self.text(name) or ""
+        if raw.strip().lower() in _TRUE:
+            return True
+        if raw.strip().lower() in _FALSE:
+            return False
+        raise SettingsError(f"{name}={raw!r} must be 1 or 0 (or true/false, yes/no, on/off)")
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        """One of ``choices`` (compared in lower case, surrounding blanks ignored).
+
+        Raises
+        ------
+        SettingsError
+            Any other value.
+        """
+        value = (self.text(name) or "").strip().lower()
+        if value not in choices:
+            raise SettingsError(f"{name}={value!r} must be one of {choices}")
+        return value
 
 
 def parse_symbols(text: str) -> tuple[tuple[str, str], ...]:
@@ -233,55 +364,80 @@ class Settings:
         Raises
         ------
         SettingsError
-            A numeric setting that does not parse or is negative, an interval level
-            outside (0, 1), or a malformed ``SYMBOLS``.
+            A numeric setting that does not parse, is not finite or is negative, an
+            interval level outside (0, 1), or a malformed ``SYMBOLS``.
         """
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return SETTINGS[name].default if value in (None, "") else value
-
-        def number(name: str) -> float:
-            try:
-                value = float(get(name))  # type: ignore[arg-type]
-            except ValueError:
-                raise SettingsError(f"{name}={env.get(name)!r} is not a number") from None
-            if not value >= 0:
-                raise SettingsError(f"{name}={env.get(name)!r} must be a number >= 0")
-            return value
-
-        def integer(name: str) -> int:
-            value = number(name)
-            if value != int(value):
-                raise SettingsError(f"{name}={env.get(name)!r} must be a whole number")
-            return int(value)
-
-        level = number("PREDICTION_INTERVAL_LEVEL")
+        read = SettingsReader(environ)
+        level = read.number("PREDICTION_INTERVAL_LEVEL")
         if not 0 < level < 1:
             raise SettingsError(f"PREDICTION_INTERVAL_LEVEL={level} must lie in (0, 1)")
         return cls(
-            ticks_hub=get("TICKS_HUB_NAME"),  # type: ignore[arg-type]
-            predictions_hub=get("PREDICTIONS_HUB_NAME"),  # type: ignore[arg-type]
-            deadletter_hub=get("DEADLETTER_HUB_NAME"),  # type: ignore[arg-type]
-            predict_consumer_group=get("PREDICT_CONSUMER_GROUP"),  # type: ignore[arg-type]
-            archive_consumer_group=get("ARCHIVE_CONSUMER_GROUP"),  # type: ignore[arg-type]
-            model_storage_connection=get("MODEL_STORAGE"),
-            model_storage_url=get("MODEL_STORAGE__blobServiceUri"),
-            models_container=get("MODELS_CONTAINER"),  # type: ignore[arg-type]
-            model_key=get("MODEL_KEY"),  # type: ignore[arg-type]
-            model_poll_seconds=number("MODEL_POLL_SECONDS"),
-            model_checkpoint_seconds=number("MODEL_CHECKPOINT_SECONDS"),
-            forecast_model=get("FORECAST_MODEL") or "",
+            ticks_hub=read.text("TICKS_HUB_NAME") or "",
+            predictions_hub=read.text("PREDICTIONS_HUB_NAME") or "",
+            deadletter_hub=read.text("DEADLETTER_HUB_NAME") or "",
+            predict_consumer_group=read.text("PREDICT_CONSUMER_GROUP") or "",
+            archive_consumer_group=read.text("ARCHIVE_CONSUMER_GROUP") or "",
+            model_storage_connection=read.text("MODEL_STORAGE"),
+            model_storage_url=read.text("MODEL_STORAGE__blobServiceUri"),
+            models_container=read.text("MODELS_CONTAINER") or "",
+            model_key=read.text("MODEL_KEY") or "",
+            model_poll_seconds=read.number("MODEL_POLL_SECONDS"),
+            model_checkpoint_seconds=read.number("MODEL_CHECKPOINT_SECONDS"),
+            forecast_model=read.text("FORECAST_MODEL") or "",
             interval_level=level,
-            state_warmup_bars=integer("STATE_WARMUP_BARS"),
-            retrain_schedule=get("RETRAIN_SCHEDULE"),  # type: ignore[arg-type]
-            retrain_lookback_days=number("RETRAIN_LOOKBACK_DAYS"),
-            retrain_holdout_minutes=integer("RETRAIN_HOLDOUT_MINUTES"),
-            retrain_min_bars=integer("RETRAIN_MIN_BARS"),
-            mysql_url=get("MYSQL_URL") or "",
-            history_sqlite_path=get("HISTORY_SQLITE_PATH"),  # type: ignore[arg-type]
-            signalr_hub=get("SIGNALR_HUB_NAME"),  # type: ignore[arg-type]
-            symbols=parse_symbols(get("SYMBOLS") or ""),
-            price_update_ms=integer("PRICE_UPDATE_MS"),
+            state_warmup_bars=read.integer("STATE_WARMUP_BARS"),
+            retrain_schedule=read.text("RETRAIN_SCHEDULE") or "",
+            retrain_lookback_days=read.number("RETRAIN_LOOKBACK_DAYS"),
+            retrain_holdout_minutes=read.integer("RETRAIN_HOLDOUT_MINUTES"),
+            retrain_min_bars=read.integer("RETRAIN_MIN_BARS"),
+            mysql_url=read.text("MYSQL_URL") or "",
+            history_sqlite_path=read.text("HISTORY_SQLITE_PATH") or "",
+            signalr_hub=read.text("SIGNALR_HUB_NAME") or "",
+            symbols=parse_symbols(read.text("SYMBOLS") or ""),
+            price_update_ms=read.integer("PRICE_UPDATE_MS"),
+        )
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """Typed view of the local stack's own settings (:data:`LOCAL`); build it with :meth:`from_env`.
+
+    Attributes
+    ----------
+    replay_speed : float
+        Replay speed factor (1 = recorded pace, 0 = as fast as possible).
+    retrain_every_s : float
+        Seconds between two local runs of the retrain timer, > 0.
+    dashboard_port : int
+        Port of the dashboard, HTTP API and SignalR hub (0 = any free port).
+    exit_when_done : bool
+        Exit after the replay instead of serving the dashboard until Ctrl-C.
+
+    Examples
+    --------
+    >>> LocalSettings.from_env({"DASHBOARD_PORT": "0"})
+    LocalSettings(replay_speed=60.0, retrain_every_s=15.0, dashboard_port=0, exit_when_done=False)
+    """
+
+    replay_speed: float
+    retrain_every_s: float
+    dashboard_port: int
+    exit_when_done: bool
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalSettings:
+        """Read the local stack's settings from ``environ`` (default ``os.environ``), applying defaults.
+
+        Raises
+        ------
+        SettingsError
+            A speed or interval that is not a finite number (the interval not > 0), a
+            port outside 0-65535, or a flag that is not 1/0.
+        """
+        read = SettingsReader(environ)
+        return cls(
+            replay_speed=read.number("REPLAY_SPEED"),
+            retrain_every_s=read.number("RETRAIN_EVERY_S", positive=True),
+            dashboard_port=read.port("DASHBOARD_PORT"),
+            exit_when_done=read.flag("EXIT_WHEN_DONE"),
         )

@@ -2,7 +2,7 @@
 
 Keys live in the project's namespace (``pulumi config set ticksPartitions 8`` sets
 ``tickcast:ticksPartitions``) and are declared, with the same defaults, in ``infra/Pulumi.yaml``
-(``tests/test_infra.py`` checks that both agree). The one secret, ``mysqlAdminPassword``, has no
+(``tests/unit/test_infra.py`` checks that both agree). The one secret, ``mysqlAdminPassword``, has no
 default: set it with ``pulumi config set --secret mysqlAdminPassword ...``.
 
 Names the application code refers to are fixed here as constants. They must equal the defaults

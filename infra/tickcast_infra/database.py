@@ -1,7 +1,7 @@
 """Azure Database for MySQL flexible server: the history store of ``archive`` and ``retrain``.
 
 - server: MySQL 8.0, Burstable B1ms by default, public network access restricted by firewall;
-- database ``tickcast`` (utf8mb4, the charset ``shared/storage/history.py`` declares for its tables);
+- database ``tickcast`` (utf8mb4, the charset ``shared/storage/history/`` declares for its tables);
 - ``require_secure_transport=ON``: clients must use TLS (the server's minimum TLS version is 1.2
   by default), see https://learn.microsoft.com/azure/mysql/flexible-server/how-to-connect-tls-ssl;
 - firewall rule 0.0.0.0-0.0.0.0, which Azure documents as "allow public access from any Azure
@@ -40,7 +40,7 @@ class Database:
 
 
 def mysql_url(login: str, password: str, host: str, database: str) -> str:
-    """The SQLAlchemy URL ``shared/storage/history.py`` opens, with TLS verified against the system CAs.
+    """The SQLAlchemy URL ``shared/storage/history/`` opens, with TLS verified against the system CAs.
 
     >>> mysql_url("tick", "p@ss:w/rd", "db.mysql.database.azure.com", "tickcast")
     'mysql+pymysql://tick:p%40ss%3Aw%2Frd@db.mysql.database.azure.com:3306/tickcast?ssl_ca=/etc/ssl/certs/ca-certificates.crt'

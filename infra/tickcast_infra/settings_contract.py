@@ -13,9 +13,13 @@ each workload, what the deployment does with it — one :class:`Rule` per name:
   (``<prefix>__fullyQualifiedNamespace``, ``__blobServiceUri``, ``__serviceUri``) is set instead;
 - ``UNUSED``: irrelevant in this deployment (e.g. the SQLite path when ``MYSQL_URL`` is set).
 
-``tests/test_infra.py`` checks that the names here equal ``settings_for(...)`` exactly, so a
+``tests/unit/test_infra.py`` checks that the names here equal ``settings_for(...)`` exactly, so a
 setting added to ``shared/settings.py`` fails the infra tests until this table handles it; and
 that the deployed app settings / environment variables match the rules.
+
+Settings read by the local stack alone (``used_by == (LOCAL,)``: replay speed, dashboard port, ...)
+have no place here: :data:`CONTRACT` has a table only for the two Azure workloads, and
+:func:`check_azure_only` refuses a local-only name in either (``tests/unit/test_settings.py``).
 
 Identity-based connections follow "Configure an identity-based connection" of the Functions
 developer guide (https://learn.microsoft.com/azure/azure-functions/functions-reference#configure-an-identity-based-connection):
@@ -48,6 +52,8 @@ from .config import (
 
 FUNCTIONS = "functions"
 INGESTOR = "ingestor"
+LOCAL = "local_stack"
+"""The local stack (``make run``): a reader of settings, but never a deployed workload."""
 
 
 class Handling(enum.Enum):
@@ -84,7 +90,7 @@ class Rule:
 
     ``value`` computes the setting (``VALUE``) or the secret's content (``SECRET_REFERENCE``);
     ``secret_name`` names the Key Vault secret; ``replaced_by`` names the identity-based setting
-    that replaces a connection string; ``why`` is the reason, for people and the README.
+    that replaces a connection string; ``why`` is the reason, for people and the docs.
     """
 
     handling: Handling
@@ -191,6 +197,18 @@ INGESTOR_APP: Mapping[str, Rule] = {
 }
 
 CONTRACT: Mapping[str, Mapping[str, Rule]] = {FUNCTIONS: FUNCTION_APP, INGESTOR: INGESTOR_APP}
+
+
+def check_azure_only(local_only: set[str]) -> None:
+    """Raise ``ValueError`` if a contract table (or :data:`CONTRACT` itself) provides a setting that
+    only the local stack reads; ``local_only`` are those names (``shared.settings`` is not imported
+    here: the Pulumi program runs without the application's packages)."""
+    if LOCAL in CONTRACT:
+        raise ValueError("the local stack is not a deployed workload")
+    for workload, rules in CONTRACT.items():
+        wrong = sorted(local_only & set(rules))
+        if wrong:
+            raise ValueError(f"{workload}: local-only settings must not be set in Azure: {wrong}")
 
 #: Identity-based connection groups of the Function App: prefix -> service-URI properties set
 #: (beyond the one in the contract above) -> how the value is wired. Each also gets

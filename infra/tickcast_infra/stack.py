@@ -1,4 +1,4 @@
-"""The tickcast stack: every Azure resource of the design (ARCHITECTURE.md), in pulumi-azure-native v3.
+"""The tickcast stack: every Azure resource of the design (docs/architecture.md), in pulumi-azure-native v3.
 
 :func:`build` declares, in one resource group:
 

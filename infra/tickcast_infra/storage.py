@@ -3,7 +3,7 @@
 One StorageV2 account (Standard_LRS, TLS 1.2 minimum, HTTPS only, no anonymous blob access,
 shared-key access off: every client authenticates with Microsoft Entra ID) holds
 
-- ``models``: the model registry (``shared/lifecycle/registry.py``); ``promote_model`` is triggered by
+- ``models``: the model registry (``shared/lifecycle/registry/``); ``promote_model`` is triggered by
   Event Grid ``BlobCreated`` events on it;
 - ``app-package``: the Flex Consumption app's deployment packages
   (``functionAppConfig.deployment.storage``);

@@ -1,4 +1,5 @@
-"""Parse Coinbase Exchange websocket messages (``matches`` channel) into :class:`shared.contracts.events.Tick`.
+"""Parse Coinbase Exchange websocket messages (``matches`` channel) into
+:class:`shared.contracts.events.Tick`.
 
 Feed: ``wss://ws-feed.exchange.coinbase.com`` (Coinbase Exchange WebSocket feed, the
 ``matches`` and ``heartbeat`` channels; docs.cdp.coinbase.com/exchange, "WebSocket
@@ -36,8 +37,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shared.contracts.events import MalformedEventError, Tick, validate_tick
-from ingestor.parsers.common import ParsedMessage, decimal_field, integer_field, load_object, rfc3339_ms
+from shared.contracts.events import MalformedEventError, Tick
+from ingestor.parsers.common import ParsedMessage, load_object, rfc3339_trade
 
 __all__ = ["EXCHANGE", "TRADE_TYPES", "looks_like_coinbase", "parse_message"]
 
@@ -64,17 +65,8 @@ def _trade(obj: Mapping[str, Any], ingest_time_ms: int, exchange: str) -> Tick:
     maker_side = obj.get("side")
     if not isinstance(maker_side, str) or maker_side not in _TAKER_SIDE:
         raise MalformedEventError(f"maker side ('side') must be 'buy' or 'sell', got {maker_side!r:.40}")
-    tick = Tick(
-        exchange=exchange,
-        symbol=product.upper(),
-        trade_id=integer_field(obj, "trade_id", "trade id"),
-        price=decimal_field(obj, "price", "price"),
-        quantity=decimal_field(obj, "size", "size"),
-        side=_TAKER_SIDE[maker_side],
-        event_time_ms=rfc3339_ms(obj.get("time"), "trade time ('time')"),
-        ingest_time_ms=ingest_time_ms,
-    )
-    return validate_tick(tick)
+    return rfc3339_trade(obj, exchange=exchange, symbol=product, side=_TAKER_SIDE[maker_side],
+                         quantity=("size", "size"), time_key="time", ingest_time_ms=ingest_time_ms)
 
 
 def parse_message(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from shared.contracts.events import MalformedEventError, Tick
+from shared.contracts.events import MalformedEventError, Tick, validate_tick
 
 __all__ = [
     "KINDS",
@@ -31,6 +31,7 @@ __all__ = [
     "integer_field",
     "load_object",
     "rfc3339_ms",
+    "rfc3339_trade",
 ]
 
 KINDS = ("trades", "control", "error", "ignored", "unknown")
@@ -177,3 +178,67 @@ def rfc3339_ms(value: object, name: str = "time") -> int:
         raise MalformedEventError(f"{name} is not a valid time: {value[:40]!r} ({exc})") from None
     millis = int((frac or "0").ljust(3, "0")[:3])
     return seconds * 1000 + millis
+
+
+def rfc3339_trade(
+    obj: Mapping[str, Any],
+    *,
+    exchange: str,
+    symbol: str,
+    side: str,
+    quantity: tuple[str, str],
+    time_key: str,
+    ingest_time_ms: int,
+) -> Tick:
+    """A validated tick from a JSON trade with ``trade_id``, ``price`` and an RFC 3339 time.
+
+    The shape of a Coinbase ``match`` and of a Kraken v2 ``trade`` item; the caller has
+    checked the symbol and the taker side, which are written differently by each exchange.
+
+    Parameters
+    ----------
+    obj : mapping
+        The trade object: ``trade_id`` (JSON integer), ``price`` (decimal string or
+        JSON number, quote currency), the quantity field, the time field.
+    exchange, symbol : str
+        Exchange id and symbol of the tick (the symbol is upper-cased).
+    side : str
+        Taker side, ``"buy"`` or ``"sell"``.
+    quantity : (str, str)
+        Key and human name of the quantity field (base currency), e.g. ``("size", "size")``.
+    time_key : str
+        Key of the RFC 3339 trade time (UTC), e.g. ``"time"``.
+    ingest_time_ms : int
+        When the ingestor received the message, ms since epoch UTC.
+
+    Returns
+    -------
+    Tick
+        Checked by :func:`shared.contracts.events.validate_tick`.
+
+    Raises
+    ------
+    MalformedEventError
+        The first invalid field, checked in the order trade id, price, quantity, time,
+        then the tick's ranges.
+
+    Examples
+    --------
+    >>> item = {"trade_id": 7, "price": "64000.1", "qty": 0.5, "timestamp": "2024-08-09T00:00:00.1234Z"}
+    >>> rfc3339_trade(item, exchange="kraken", symbol="btc/usd", side="buy", quantity=("qty", "quantity"),
+    ...               time_key="timestamp", ingest_time_ms=1723161600200)
+    Tick(exchange='kraken', symbol='BTC/USD', trade_id=7, price=64000.1, quantity=0.5, side='buy', \
+event_time_ms=1723161600123, ingest_time_ms=1723161600200)
+    """
+    quantity_key, quantity_name = quantity
+    tick = Tick(
+        exchange=exchange,
+        symbol=symbol.upper(),
+        trade_id=integer_field(obj, "trade_id", "trade id"),
+        price=decimal_field(obj, "price", "price"),
+        quantity=decimal_field(obj, quantity_key, quantity_name),
+        side=side,
+        event_time_ms=rfc3339_ms(obj.get(time_key), f"trade time ({time_key!r})"),
+        ingest_time_ms=ingest_time_ms,
+    )
+    return validate_tick(tick)

@@ -33,8 +33,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shared.contracts.events import SIDES, MalformedEventError, Tick, validate_tick
-from ingestor.parsers.common import ParsedMessage, decimal_field, integer_field, load_object, rfc3339_ms
+from shared.contracts.events import SIDES, MalformedEventError, Tick
+from ingestor.parsers.common import ParsedMessage, load_object, rfc3339_trade
 
 __all__ = ["EXCHANGE", "looks_like_kraken", "parse_message"]
 
@@ -59,17 +59,8 @@ def _trade(item: Any, ingest_time_ms: int, exchange: str) -> Tick:
     side = item.get("side")
     if side not in SIDES:
         raise MalformedEventError(f"side must be 'buy' or 'sell', got {side!r:.40}")
-    tick = Tick(
-        exchange=exchange,
-        symbol=symbol.upper(),
-        trade_id=integer_field(item, "trade_id", "trade id"),
-        price=decimal_field(item, "price", "price"),
-        quantity=decimal_field(item, "qty", "quantity"),
-        side=side,
-        event_time_ms=rfc3339_ms(item.get("timestamp"), "trade time ('timestamp')"),
-        ingest_time_ms=ingest_time_ms,
-    )
-    return validate_tick(tick)
+    return rfc3339_trade(item, exchange=exchange, symbol=symbol, side=side,
+                         quantity=("qty", "quantity"), time_key="timestamp", ingest_time_ms=ingest_time_ms)
 
 
 def parse_message(

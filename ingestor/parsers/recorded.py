@@ -42,7 +42,7 @@ import io
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from shared.contracts.events import MalformedEventError, Tick, validate_tick
@@ -245,11 +245,25 @@ def read_recorded(
 
     Examples
     --------
-    >>> import os
-    >>> path = "/work/shared/data/kraken_XBTUSD_trades_20190701T00Z-01Z.csv.gz"
-    >>> first = next(read_recorded(path)) if os.path.exists(path) else None
-    >>> first is None or (first.tick.symbol, first.tick.price) == ("BTC/USD", 10749.4)
-    True
+    The Kraken hour shipped in the repository's ``samples/`` (2,672 trades, no bad line):
+
+    >>> from pathlib import Path
+    >>> samples = Path(__file__).resolve().parents[2] / "samples"
+    >>> trades = list(read_recorded(samples / "kraken_XBTUSD_trades_20190701T00Z-01Z.csv.gz"))
+    >>> len(trades), sum(r.tick is None for r in trades)
+    (2672, 0)
+    >>> first = trades[0]
+    >>> first.position, first.tick.exchange, first.tick.symbol, first.tick.price, first.tick.quantity
+    ('kraken_XBTUSD_trades_20190701T00Z-01Z.csv.gz:2', 'kraken', 'BTC/USD', 10749.4, 0.004)
+    >>> first.tick.side, first.tick.event_time_ms, trades[-1].tick.price
+    ('sell', 1561939203172, 11014.3)
+
+    One-minute bars are not a recorded trade format:
+
+    >>> read_recorded(samples / "ftx_BTC-PERP_1m_20211231-20220201.csv.gz")
+    Traceback (most recent call last):
+    ...
+    ValueError: ...ftx_BTC-PERP_1m_20211231-20220201.csv.gz: unrecognised recorded format, first line ...
     """
     if fmt is None:
         fmt = detect_format(path)
@@ -260,22 +274,42 @@ def read_recorded(
     name = os.path.basename(os.fspath(path))
     if fmt == "ws":
         explicit = exchange is not None or exchange_from_name(path, default="") != ""
-        return _read_ws(path, name, exchange or exchange_from_name(path), explicit)
+        ws_exchange = exchange or exchange_from_name(path)
+        return _records(path, name, lambda lines: _read_ws(lines, ws_exchange, explicit))
     if fmt == "binance-csv":
-        return _read_csv(path, name, fmt, exchange or exchange_from_name(path))
-    return _read_csv(path, name, fmt, exchange)
+        exchange = exchange or exchange_from_name(path)
+    return _records(path, name, lambda lines: _read_csv(lines, fmt, exchange))
 
 
-def _lines(path: str | os.PathLike[str], name: str) -> Iterator[tuple[int, str | None, str | None]]:
-    """Yield (line number, line, None) and finally (n, None, error) if the gzip stream breaks."""
-    lineno = 0
-    with _open_text(path) as f:
-        try:
-            for line in f:
-                lineno += 1
-                yield lineno, line, None
-        except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-            yield lineno + 1, None, f"unreadable data after line {lineno}: {type(exc).__name__}: {exc}"
+_Lines = Iterator[tuple[str, str]]
+"""``(position, line)`` pairs of a recorded file: position ``name:lineno``, the line with its newline."""
+
+
+def _records(
+    path: str | os.PathLike[str], name: str, read: Callable[[_Lines], Iterator[RecordedTrade]]
+) -> Iterator[RecordedTrade]:
+    """The records ``read`` makes of the file's ``(position, line)`` pairs (position ``name:lineno``);
+    if the gzip stream breaks, one error record follows at the next line number, with the time of
+    the record before it."""
+    broken: list[tuple[str, str]] = []
+
+    def lines() -> _Lines:
+        lineno = 0
+        with _open_text(path) as f:
+            try:
+                for line in f:
+                    lineno += 1
+                    yield f"{name}:{lineno}", line
+            except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+                reason = f"unreadable data after line {lineno}: {type(exc).__name__}: {exc}"
+                broken.append((f"{name}:{lineno + 1}", reason))
+
+    last_time: int | None = None
+    for record in read(lines()):
+        last_time = record.time_ms
+        yield record
+    for position, reason in broken:
+        yield RecordedTrade(position, last_time, None, reason, None)
 
 
 def _ws_parser(exchange: str, obj: object, explicit: bool):  # -> parse_message function
@@ -295,15 +329,9 @@ def _ws_parser(exchange: str, obj: object, explicit: bool):  # -> parse_message 
     return binance.parse_message, family
 
 
-def _read_ws(
-    path: str | os.PathLike[str], name: str, exchange: str, explicit: bool = True
-) -> Iterator[RecordedTrade]:
+def _read_ws(lines: _Lines, exchange: str, explicit: bool = True) -> Iterator[RecordedTrade]:
     last_time: int | None = None
-    for lineno, line, broken in _lines(path, name):
-        position = f"{name}:{lineno}"
-        if line is None:
-            yield RecordedTrade(position, last_time, None, broken, None)
-            return
+    for position, line in lines:
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             yield RecordedTrade(position, last_time, None)
@@ -331,17 +359,11 @@ def _read_ws(
             yield RecordedTrade(position if k == 0 else f"{position}#{k + 1}", last_time, tick)
 
 
-def _read_csv(
-    path: str | os.PathLike[str], name: str, fmt: str, exchange: str | None
-) -> Iterator[RecordedTrade]:
+def _read_csv(lines: _Lines, fmt: str, exchange: str | None) -> Iterator[RecordedTrade]:
     expected = BINANCE_CSV_COLUMNS if fmt == "binance-csv" else KRAKEN_CSV_COLUMNS
     index: dict[str, int] | None = None
     last_time: int | None = None
-    for lineno, line, broken in _lines(path, name):
-        position = f"{name}:{lineno}"
-        if line is None:
-            yield RecordedTrade(position, last_time, None, broken, None)
-            return
+    for position, line in lines:
         stripped = line.strip()
         if index is None:
             if not stripped or stripped.startswith("#"):

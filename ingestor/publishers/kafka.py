@@ -5,7 +5,7 @@ retries without duplicates). Where the broker does not support idempotent produc
 librdkafka raises a *fatal* error; the publisher then recreates the producer without
 idempotence, logs it, and retries the batch. Keys are the tick's symbol (UTF-8) with
 the ``murmur2_random`` partitioner, so every client maps a symbol to the same
-partition (see ``ARCHITECTURE.md``, measured quirks).
+partition (see ``docs/local-stack.md``, measured quirks).
 
 :meth:`KafkaTickPublisher.publish` produces a batch, then waits for every delivery
 report in a worker thread (``Producer.flush``), so the event loop keeps reading the

@@ -8,7 +8,7 @@ and set aside (dead-letter) without failing the rest of their batch.
 
 Units everywhere: prices in the quote currency of the symbol (USD or USDT for
 BTC pairs), quantities in the base asset, times in integer milliseconds since
-the Unix epoch, UTC. Contract: ``ARCHITECTURE.md`` ("Event contracts").
+the Unix epoch, UTC. Contract: ``docs/api.md`` ("Events on the hubs").
 
 Examples
 --------

@@ -4,6 +4,7 @@ Prequential evaluation (A. P. Dawid, "Present position and potential development
 some personal views: statistical theory: the prequential approach", JRSS A 147, 1984):
 each bar's label is first predicted, then learned, so every error counted is out of
 sample. The persistence baseline (next close = last close) is scored on the same minutes.
+The rule is the one of :class:`shared.forecast.prequential.PrequentialStepper`, as served.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shared.stream.bars import MINUTE_MS
 from shared.contracts.events import Bar
-from shared.stream.features import BarFeatures
 from shared.forecast.forecaster import DEFAULT_INTERVAL_LEVEL, ReturnForecaster, make_forecaster
+from shared.forecast.prequential import PrequentialStepper
 
 
 @dataclass
@@ -64,29 +64,23 @@ def train_prequential(
         Unknown ``model`` name or bad ``interval_level`` (when ``forecaster`` is not given).
     """
     model = forecaster if forecaster is not None else make_forecaster(model, interval_level)
-    feats = BarFeatures()
+    step = PrequentialStepper(model).step
     rep = TrainingReport()
     abs_model = abs_persist = 0.0
     inside = 0
-    pending = None  # (x, last_close, target_time_ms, predicted, lower, upper)
     for bar in bars:
         rep.bars += 1
         rep.start_ms = bar.open_time_ms if rep.start_ms is None else rep.start_ms
         rep.end_ms = bar.open_time_ms
-        x = feats.update(bar)
-        if pending is not None and pending[2] == bar.open_time_ms:
-            px, last, _, pred, lo, hi = pending
-            err = abs(pred - bar.close)
+        done = step(bar)
+        if done is not None:
+            close = bar.close
+            err = abs(done.predicted - close)
             abs_model += err
-            abs_persist += abs(last - bar.close)
-            inside += lo <= bar.close <= hi
+            abs_persist += abs(done.last_close - close)
+            inside += done.lower <= close <= done.upper
             rep.max_abs_error = max(rep.max_abs_error, err)
             rep.scored += 1
-            model.learn(px, math.log(bar.close / last))
-        pending = None
-        if x is not None:
-            pred, lo, hi = model.predict_price(x, bar.close)
-            pending = (x, bar.close, bar.open_time_ms + MINUTE_MS, pred, lo, hi)
     if rep.scored:
         rep.mae_model = abs_model / rep.scored
         rep.mae_persistence = abs_persist / rep.scored

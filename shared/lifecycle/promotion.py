@@ -28,7 +28,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,7 +36,7 @@ from azure.core.exceptions import AzureError
 
 from shared.stream.bars import MINUTE_MS
 from shared.contracts.events import Bar, ModelChange
-from shared.stream.features import BarFeatures
+from shared.forecast.prequential import PrequentialStepper
 from shared.lifecycle.registry import ModelRegistry, PointerConflictError, RegistryError, validate_key
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,16 @@ def smoke_bars(n: int = 40, start_ms: int = 1_700_000_000_000 - 1_700_000_000_00
     return bars
 
 
-def smoke_test(model: Any) -> float:
-    """Predict with a copy of ``model`` on :func:`smoke_bars`, learn one step, predict again.
+def smoke_test(model: Any, bars: Sequence[Bar] | None = None) -> float:
+    """Predict with a copy of ``model`` on ``bars`` (:func:`smoke_bars`), learn one step, predict again.
+
+    The copy steps through the bars as served (:class:`shared.forecast.prequential.PrequentialStepper`:
+    forecast, then learn the realised label), and every forecast is checked.
+
+    Parameters
+    ----------
+    model : has ``predict_price`` and ``learn`` (left untouched: a deep copy is tested).
+    bars : one symbol's completed bars, ascending (default :func:`smoke_bars`).
 
     Returns
     -------
@@ -100,25 +108,21 @@ def smoke_test(model: Any) -> float:
     for method in ("predict_price", "learn"):
         if not callable(getattr(model, method, None)):
             raise SmokeTestError(f"{type(model).__name__} has no {method}()")
-    features = BarFeatures()
-    x_prev = close_prev = None
+    stepper = PrequentialStepper(model)
     forecast = math.nan
     try:
-        for bar in smoke_bars():
-            x = features.update(bar)
-            if x_prev is not None:
-                model.learn(x_prev, math.log(bar.close / close_prev))
-            if x is None:
+        for bar in smoke_bars() if bars is None else bars:
+            stepper.step(bar)
+            made = stepper.pending
+            if made is None:
                 continue
-            forecast, lower, upper = model.predict_price(x, bar.close)
-            values = (forecast, lower, upper)
+            forecast, lower, upper = values = made.predicted, made.lower, made.upper
             if not all(isinstance(v, float) and math.isfinite(v) for v in values):
                 raise SmokeTestError(f"non-finite forecast {values}")
             if abs(forecast / bar.close - 1) > MAX_FORECAST_MOVE:
                 raise SmokeTestError(f"forecast {forecast:.2f} is more than 5 % from the last close {bar.close:.2f}")
             if not lower <= forecast <= upper:
                 raise SmokeTestError(f"forecast {forecast:.2f} outside its interval [{lower:.2f}, {upper:.2f}]")
-            x_prev, close_prev = x, bar.close
     except SmokeTestError:
         raise
     except Exception as exc:  # anything a broken model raises is a failed smoke test

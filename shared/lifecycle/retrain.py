@@ -36,8 +36,9 @@ from typing import Any
 
 from shared.stream.bars import MINUTE_MS
 from shared.contracts.events import Bar
-from shared.stream.features import FEATURE_NAMES, BarFeatures
+from shared.stream.features import FEATURE_NAMES
 from shared.forecast.forecaster import ReturnForecaster
+from shared.forecast.prequential import PrequentialStepper
 from shared.storage.history import HistoryStore
 from shared.lifecycle.registry import ModelRegistry, symbol_key
 
@@ -81,25 +82,24 @@ def _score(abs_errors: list[float], hits: list[bool] | None) -> HoldoutScore:
     )
 
 
-class Prequential:
+class Prequential(PrequentialStepper):
     """Streams bars through features and a forecaster with the engine's semantics.
 
     At each bar close the forecaster learns the realised log return of the forecast
     made one bar earlier (only when that bar is the next minute: gaps are not
-    learned), then forecasts the next close. State carries over between
+    learned), then forecasts the next close: the one rule of
+    :class:`shared.forecast.prequential.PrequentialStepper` (A. P. Dawid, "Statistical
+    theory: the prequential approach", JRSS A 147, 1984). State carries over between
     :meth:`feed` calls, so a training pass and a holdout pass form one stream.
 
     Parameters
     ----------
     forecaster : has ``predict_price(x, last_close) -> (close, lower, upper)`` in USD and
         ``learn(x, r)`` with ``r`` the realised log return; updated in place.
-    features : feature state to continue from (default: a fresh :class:`BarFeatures`).
+    features : feature state to continue from (default: a fresh :class:`shared.stream.features.BarFeatures`).
     """
 
-    def __init__(self, forecaster: Any, features: BarFeatures | None = None) -> None:
-        self.forecaster = forecaster
-        self.features = features if features is not None else BarFeatures()
-        self._pending: tuple[dict[str, float], float, int, float, float, float] | None = None
+    __slots__ = ()
 
     def feed(self, bars: Iterable[Bar], *, learn: bool = True, predict: bool = True,
              score: bool = False) -> HoldoutScore | None:
@@ -119,21 +119,13 @@ class Prequential:
         """
         errors: list[float] = []
         hits: list[bool] = []
-        forecaster = self.forecaster
+        step = self.step
         for bar in bars:
-            x = self.features.update(bar)
-            pending, self._pending = self._pending, None
-            if pending is not None:
-                px, last_close, target, predicted, lower, upper = pending
-                if target == bar.open_time_ms:
-                    if score:
-                        errors.append(abs(predicted - bar.close))
-                        hits.append(lower <= bar.close <= upper)
-                    if learn:
-                        forecaster.learn(px, math.log(bar.close / last_close))
-            if x is not None and predict:
-                predicted, lower, upper = forecaster.predict_price(x, bar.close)
-                self._pending = (x, bar.close, bar.open_time_ms + MINUTE_MS, predicted, lower, upper)
+            done = step(bar, learn, predict)
+            if done is not None and score:
+                close = bar.close
+                errors.append(abs(done.predicted - close))
+                hits.append(done.lower <= close <= done.upper)
         return _score(errors, hits) if score else None
 
 

@@ -4,7 +4,8 @@ Prequential evaluation (A. P. Dawid, "Statistical theory: the prequential approa
 147, 1984): at each bar close the forecaster predicts the next close, then -- when that
 minute closes -- is scored and learns it. Nothing is fitted on the minutes it is scored on.
 The first ``warmup`` realised minutes are learned but not scored. Forecasts whose target
-minute is missing (a gap) are neither scored nor learned.
+minute is missing (a gap) are neither scored nor learned: the rule of
+:class:`shared.forecast.prequential.PrequentialStepper`, the one the engine serves with.
 
 Scores, for the model and for persistence (next close = last close), over the scored
 minutes (prices in the file's quote currency, "USD" below):
@@ -31,11 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.stream.bars import MINUTE_MS
 from shared.offline.evaluation import diebold_mariano, wilson_interval
 from shared.contracts.events import Bar
-from shared.stream.features import BarFeatures
 from shared.forecast.forecaster import make_forecaster
+from shared.forecast.prequential import PrequentialStepper
 
 DEFAULT_WARMUP = 500
 """Realised minutes learned before scoring starts."""
@@ -206,42 +206,30 @@ def run_backtest(
         raise ValueError(f"warmup must be >= 0, got {warmup}")
     bars = list(bars)
     forecaster = make_forecaster(model, interval_level)
-    feats = BarFeatures()
+    stepper = PrequentialStepper(forecaster)
     n = len(bars)
     cap = max(n - 1, 0)
     t_arr, last_arr, act_arr = np.empty(cap, np.int64), np.empty(cap), np.empty(cap)
     pred_arr, lo_arr, hi_arr = np.empty(cap), np.empty(cap), np.empty(cap)
-    k = realised = gaps = 0
-    pending = None  # (x, last_close, target_ms, pred, lo, hi)
+    k = 0
     bar_progress = None
     if progress:
         from tqdm import tqdm
 
         bar_progress = tqdm(total=n, unit="bar", desc=f"backtest {forecaster.name}", mininterval=0.5, leave=False)
     prev_t = None
-    learn, predict_price, update = forecaster.learn, forecaster.predict_price, feats.update
+    step = stepper.step
     t0 = time.perf_counter()
     for i, bar in enumerate(bars):
         t = bar.open_time_ms
         if prev_t is not None and t <= prev_t:
             raise ValueError(f"bars must be in ascending minute order: {t} after {prev_t} (bar {i})")
         prev_t = t
-        x = update(bar)
-        if pending is not None:
-            px, last, target, pred, lo, hi = pending
-            if target == t:
-                if realised >= warmup:
-                    t_arr[k], last_arr[k], act_arr[k] = t, last, bar.close
-                    pred_arr[k], lo_arr[k], hi_arr[k] = pred, lo, hi
-                    k += 1
-                realised += 1
-                learn(px, math.log(bar.close / last))
-            else:
-                gaps += 1
-            pending = None
-        if x is not None:
-            pred, lo, hi = predict_price(x, bar.close)
-            pending = (x, bar.close, t + MINUTE_MS, pred, lo, hi)
+        done = step(bar)
+        if done is not None and stepper.resolved > warmup:  # the first `warmup` resolved: learned only
+            t_arr[k], last_arr[k], act_arr[k] = t, done.last_close, bar.close
+            pred_arr[k], lo_arr[k], hi_arr[k] = done.predicted, done.lower, done.upper
+            k += 1
         if bar_progress is not None and i % 1000 == 999:
             bar_progress.update(1000)
     seconds = time.perf_counter() - t0
@@ -254,7 +242,7 @@ def run_backtest(
     persistence_scores["mae_ratio"] = 1.0
     return BacktestResult(
         source=source, symbol=bars[0].symbol if bars else "", model=forecaster.name,
-        interval_level=forecaster.interval_level, warmup=warmup, bars=n, scored=k, unlearned_gaps=gaps,
+        interval_level=forecaster.interval_level, warmup=warmup, bars=n, scored=k, unlearned_gaps=stepper.gaps,
         drift_alarms=forecaster.drift_alarms, guard_weight=forecaster.guard_weight, seconds=seconds,
         steps_per_second=n / seconds if seconds > 0 else math.nan, model_scores=model_scores,
         persistence_scores=persistence_scores, series=series,

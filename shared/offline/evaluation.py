@@ -1,7 +1,7 @@
 """Accuracy of realised forecasts next to the persistence baseline, per symbol.
 
 The persistence (naive) forecast says the next close equals the last close; every
-report shows it beside the model (ARCHITECTURE.md, "Forecast semantics").
+report shows it beside the model (``docs/architecture.md``, "Forecast semantics").
 Latency percentiles use the nearest-rank method.
 """
 

@@ -20,7 +20,9 @@ A symbol seen for the first time starts from ``provider.initial`` and, when a
 ``warmup`` source is given, replays the newest stored bars through its features
 so that the first bar close after a restart already yields a prediction.
 Forecasts whose target minute had no trades (a gap) are not learned from, and
-are counted in :attr:`EngineStats.unlearned_gaps`.
+are counted in :attr:`EngineStats.unlearned_gaps`. Steps 2-4 are the one prequential
+rule of :class:`shared.forecast.prequential.PrequentialStepper` (A. P. Dawid, "Statistical
+theory: the prequential approach", JRSS A 147, 1984), which a :class:`SymbolState` is.
 
 Each symbol gets its own copy of the model it starts from, so symbols do not
 teach each other.
@@ -29,7 +31,6 @@ teach each other.
 from __future__ import annotations
 
 import logging
-import math
 import pickle
 import time
 from collections.abc import Callable, Iterable
@@ -40,6 +41,7 @@ from shared.stream.bars import MINUTE_MS, BarBuilder
 from shared.contracts.events import Bar, Prediction, Tick
 from shared.stream.features import BarFeatures
 from shared.forecast.forecaster import ReturnForecaster, make_forecaster
+from shared.forecast.prequential import Forecast, PrequentialStepper
 
 log = logging.getLogger(__name__)
 
@@ -124,22 +126,28 @@ class EngineStats:
     out_of_sequence: int = 0
 
 
-@dataclass
-class _Pending:
-    x: dict[str, float]
-    last_close: float
-    target_time_ms: int
+class SymbolState(PrequentialStepper):
+    """Everything the engine keeps for one ``(exchange, symbol)``: its bar builder, the version
+    of the model serving it, and its prequential state (``features``, ``forecaster``, the
+    ``pending`` forecast: a :class:`shared.forecast.prequential.PrequentialStepper`).
 
+    Parameters
+    ----------
+    builder : the symbol's bar builder.
+    features : its feature state (survives model swaps).
+    forecaster : the model serving it (the engine's private copy, taught online).
+    model_version : that model's registry version, or :data:`COLD_START_VERSION`.
+    pending : a forecast waiting for its target bar, if any.
+    """
 
-@dataclass
-class SymbolState:
-    """Everything the engine keeps for one ``(exchange, symbol)``."""
+    __slots__ = ("builder", "model_version")
 
-    builder: BarBuilder
-    features: BarFeatures
-    forecaster: ReturnForecaster
-    model_version: str
-    pending: _Pending | None = None
+    def __init__(self, builder: BarBuilder, features: BarFeatures, forecaster: ReturnForecaster,
+                 model_version: str, pending: Forecast | None = None) -> None:
+        super().__init__(forecaster, features)
+        self.builder = builder
+        self.model_version = model_version
+        self.pending = pending
 
 
 @dataclass
@@ -234,40 +242,35 @@ class ForecastEngine:
         return out
 
     def _on_bar_close(self, state: SymbolState, bar: Bar, closing_ingest_ms: int) -> Prediction | None:
-        x = state.features.update(bar)
-        pending = state.pending
-        if pending is not None:
-            if pending.target_time_ms == bar.open_time_ms:
-                state.forecaster.learn(pending.x, math.log(bar.close / pending.last_close))
-                self.stats.learned += 1
-                if state.model_version != COLD_START_VERSION and self.provider.checkpoint(
-                    bar.exchange, bar.symbol, state.forecaster, state.model_version
-                ):
-                    self.stats.checkpoints += 1
-            else:
-                self.stats.unlearned_gaps += 1
-            state.pending = None
+        stats = self.stats
+        gaps = state.gaps
+        if state.resolve(bar) is not None:  # learned the label of the forecast made a minute ago
+            stats.learned += 1
+            if state.model_version != COLD_START_VERSION and self.provider.checkpoint(
+                bar.exchange, bar.symbol, state.forecaster, state.model_version
+            ):
+                stats.checkpoints += 1
+        elif state.gaps != gaps:
+            stats.unlearned_gaps += 1
         # The minute boundary: swap in a new champion before forecasting the next minute.
         swap = self.provider.refresh(bar.exchange, bar.symbol, state.model_version)
         if swap is not None:
             state.forecaster, state.model_version = pickle.loads(pickle.dumps(swap.forecaster)), swap.version
-            self.stats.model_swaps += 1
-        if x is None:
+            stats.model_swaps += 1
+        forecast = state.forecast(bar)
+        if forecast is None:
             return None
-        predicted, lower, upper = state.forecaster.predict_price(x, bar.close)
-        target = bar.open_time_ms + MINUTE_MS
-        state.pending = _Pending(x, bar.close, target)
         made_at = self.clock()
-        self.stats.predictions += 1
+        stats.predictions += 1
         return Prediction(
             exchange=bar.exchange,
             symbol=bar.symbol,
-            target_time_ms=target,
+            target_time_ms=forecast.target_time_ms,
             made_at_ms=made_at,
             last_close=bar.close,
-            predicted_close=predicted,
-            lower=lower,
-            upper=upper,
+            predicted_close=forecast.predicted,
+            lower=forecast.lower,
+            upper=forecast.upper,
             interval_level=state.forecaster.interval_level,
             model_version=state.model_version,
             latency_ms=made_at - closing_ingest_ms,

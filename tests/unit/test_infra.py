@@ -1,0 +1,894 @@
+"""Unit tests of the Pulumi stack in ``infra/``, run offline under ``pulumi.runtime.set_mocks``.
+
+The stack is built by ``tickcast_infra.stack.build`` (a module apart from ``infra/__main__.py``,
+as Pulumi's testing guide recommends); the mocks record every resource registration and invoke,
+and the tests assert on the inputs the program sent. Names and app settings are compared with
+``shared.settings`` (``SETTINGS``, ``settings_for``) and with the binding declarations in
+``functions/``, so application code and infrastructure cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import doctest
+import re
+import runpy
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml  # PyYAML, a dependency of pulumi
+
+from shared.settings import FUNCTIONS, INGESTOR, SETTINGS, settings_for
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+if str(INFRA) not in sys.path:
+    sys.path.insert(0, str(INFRA))
+
+import tickcast_infra
+from tickcast_infra import config as infra_config
+from tickcast_infra import identity as roles
+from tickcast_infra import settings_contract as contract
+from tickcast_infra.config import StackConfig
+from tickcast_infra.settings_contract import Handling
+from tickcast_infra.stack import StackOutputs, build
+
+SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
+TENANT = "00000000-0000-0000-0000-0000000000bb"
+PASSWORD = "Tick-Pa55word!x"
+SHARED_KEY = "MOCK-LOG-ANALYTICS-SHARED-KEY=="
+BLOBS_KEY = "MOCK-BLOBS-EXTENSION-KEY=="
+IKEY_CONNECTION = "InstrumentationKey=11111111-2222-3333-4444-555555555555;IngestionEndpoint=https://x/"
+#: Values that must never appear in plain text in any resource input.
+SECRET_VALUES = (PASSWORD, SHARED_KEY, BLOBS_KEY)
+SECRET_SIG = pulumi.runtime.rpc._special_sig_key  # the marker of a secret value in mock inputs
+
+# --- mocks -------------------------------------------------------------------------------------------
+#: input that names the resource, for types whose name is given explicitly
+EXPLICIT_NAME = {
+    "azure-native:eventhub:EventHub": "eventHubName",
+    "azure-native:eventhub:ConsumerGroup": "consumerGroupName",
+    "azure-native:storage:BlobContainer": "containerName",
+    "azure-native:dbformysql:Database": "databaseName",
+    "azure-native:dbformysql:FirewallRule": "firewallRuleName",
+    "azure-native:dbformysql:Configuration": "configurationName",
+    "azure-native:keyvault:Secret": "secretName",
+    "azure-native:web:WebApp": "name",
+    "azure-native:eventgrid:SystemTopicEventSubscription": "eventSubscriptionName",
+}
+
+
+@dataclass(frozen=True)
+class Registered:
+    typ: str
+    name: str  # logical name
+    inputs: dict
+    id: str
+    outputs: dict
+
+    @property
+    def short(self) -> str:
+        return self.typ.removeprefix("azure-native:")
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Answers every registration with its inputs plus the outputs Azure would compute, and records it."""
+
+    def __init__(self) -> None:
+        self.resources: list[Registered] = []
+        self.calls: list[str] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        inputs = dict(args.inputs)
+        key = EXPLICIT_NAME.get(args.typ)
+        name = inputs.get(key, args.name) if key else args.name
+        outputs: dict[str, Any] = {**inputs, "name": name}
+        identity = inputs.get("identity")
+        if isinstance(identity, dict) and isinstance(identity.get("userAssignedIdentities"), list):
+            # the input is a list of identity ids, the output a map id -> details
+            outputs["identity"] = {**identity, "userAssignedIdentities": {i: {} for i in identity["userAssignedIdentities"]}}
+        rid = f"/mock/{args.typ.split(':')[-1]}/{args.name}"
+        if args.typ == "azure-native:resources:ResourceGroup":
+            rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{name}"
+        elif args.typ == "azure-native:managedidentity:UserAssignedIdentity":
+            outputs.update(clientId=f"{name}-client-id", principalId=f"{name}-principal-id")
+        elif args.typ == "azure-native:web:WebApp":
+            outputs["defaultHostName"] = f"{name}.azurewebsites.net"
+        elif args.typ == "azure-native:containerregistry:Registry":
+            outputs["loginServer"] = f"{name}.azurecr.io"
+        elif args.typ == "azure-native:operationalinsights:Workspace":
+            outputs["customerId"] = f"{name}-customer-id"
+        elif args.typ == "azure-native:applicationinsights:Component":
+            outputs["connectionString"] = IKEY_CONNECTION
+        self.resources.append(Registered(args.typ, args.name, inputs, rid, outputs))
+        return rid, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.calls.append(args.token)
+        answers = {
+            "azure-native:authorization:getClientConfig": {
+                "subscriptionId": SUBSCRIPTION, "tenantId": TENANT, "clientId": "c", "objectId": "o",
+            },
+            "azure-native:operationalinsights:getSharedKeys": {"primarySharedKey": SHARED_KEY},
+            "azure-native:web:listWebAppHostKeys": {"masterKey": "m", "systemKeys": {"blobs_extension": BLOBS_KEY}},
+        }
+        return answers.get(args.token, {})
+
+    def of_type(self, short: str) -> list[Registered]:
+        return [r for r in self.resources if r.short == short]
+
+    def one(self, short: str) -> Registered:
+        found = self.of_type(short)
+        assert len(found) == 1, f"{short}: {[r.name for r in found]}"
+        return found[0]
+
+    def by_id(self, rid: str) -> Registered:
+        (found,) = [r for r in self.resources if r.id == rid]
+        return found
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and SECRET_SIG in value
+
+
+def unwrap(value: Any) -> Any:
+    """The value with every secret marker removed (to read secret inputs in assertions)."""
+    if is_secret(value):
+        return unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def plain_strings(value: Any, path: str = ""):
+    """Every string in ``value`` that is not under a secret marker, with its path."""
+    if is_secret(value):
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from plain_strings(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from plain_strings(v, f"{path}[{i}]")
+    elif isinstance(value, str):
+        yield path, value
+
+
+CONFIG = StackConfig(
+    location="northeurope",
+    name_prefix="tcx",
+    ticks_partitions=8,
+    predictions_partitions=3,
+    deadletter_partitions=2,
+    symbols="binance:BTCUSDT,kraken:BTC/USD",
+    ingestor_subscriptions="binance:BTCUSDT;kraken:BTC/USD",
+    ingestor_image="tcxacr.azurecr.io/tickcast-ingestor:7",
+    retrain_schedule="0 30 * * * *",
+    promote_model_events=True,
+    mysql_admin_login="tickadmin",
+    mysql_admin_password=PASSWORD,
+)
+
+
+@dataclass
+class Deployed:
+    mocks: RecordingMocks
+    exports: dict[str, str]
+
+    def one(self, short: str) -> Registered:
+        return self.mocks.one(short)
+
+    def of_type(self, short: str) -> list[Registered]:
+        return self.mocks.of_type(short)
+
+    def app_settings(self) -> dict[str, Any]:
+        site = self.one("web:WebApp").inputs["siteConfig"]
+        pairs = site["appSettings"]
+        names = [p["name"] for p in pairs]
+        assert len(names) == len(set(names)), "duplicate app settings"
+        return {p["name"]: p["value"] for p in pairs}
+
+    def ingestor_env(self) -> dict[str, dict]:
+        (container,) = self.one("app:ContainerApp").inputs["template"]["containers"]
+        return {e["name"]: e for e in container["env"]}
+
+    def identity(self, key: str) -> Registered:
+        (found,) = [r for r in self.of_type("managedidentity:UserAssignedIdentity") if r.name.endswith(f"-id-{key}")]
+        return found
+
+    def hub(self, name: str) -> Registered:
+        (found,) = [r for r in self.of_type("eventhub:EventHub") if r.inputs["eventHubName"] == name]
+        return found
+
+
+def deploy(config: StackConfig) -> Deployed:
+    """Build the stack for ``config`` under fresh mocks; return the mocks and the resolved exports."""
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="tickcast", stack="test", preview=False)
+    exports: dict[str, str] = {}
+
+    @pulumi.runtime.test
+    def run():
+        outputs = build(config)
+        names = list(outputs.exports())
+        return pulumi.Output.all(*outputs.exports().values()).apply(lambda values: exports.update(zip(names, values)))
+
+    run()
+    return Deployed(mocks, exports)
+
+
+def default(name: str) -> str:
+    value = SETTINGS[name][0]
+    assert value, f"{name} has no default in shared.settings"
+    return value
+
+
+@pytest.fixture(scope="module", autouse=True)
+def event_loop_for_pulumi():
+    """Pulumi's mocks run on the thread's current event loop; an earlier test's ``asyncio.run`` leaves
+    none (and Python 3.12+ makes none by default), so this module gets one of its own."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def built() -> Deployed:
+    return deploy(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def minimal() -> Deployed:
+    """Defaults, no ingestor image yet, no Event Grid subscription yet."""
+    return deploy(StackConfig(mysql_admin_password=PASSWORD))
+
+
+# --- names shared with the code ------------------------------------------------------------------------
+
+
+def test_fixed_names_are_the_app_settings_defaults():
+    assert infra_config.TICKS_HUB == default("TICKS_HUB_NAME")
+    assert infra_config.PREDICTIONS_HUB == default("PREDICTIONS_HUB_NAME")
+    assert infra_config.DEADLETTER_HUB == default("DEADLETTER_HUB_NAME")
+    assert infra_config.PREDICT_CONSUMER_GROUP == default("PREDICT_CONSUMER_GROUP")
+    assert infra_config.ARCHIVE_CONSUMER_GROUP == default("ARCHIVE_CONSUMER_GROUP")
+    assert infra_config.MODELS_CONTAINER == default("MODELS_CONTAINER")
+    assert infra_config.SIGNALR_HUB == default("SIGNALR_HUB_NAME")
+    assert str(infra_config.INGESTOR_HEALTH_PORT) == default("INGESTOR_HEALTH_PORT")
+    assert infra_config.INGESTOR_PUBLISHER == default("INGESTOR_PUBLISHER")
+    assert infra_config.DEFAULT_SYMBOLS == default("SYMBOLS")
+    assert infra_config.DEFAULT_INGESTOR_SUBSCRIPTIONS == default("INGESTOR_SUBSCRIPTIONS")
+    assert infra_config.DEFAULT_RETRAIN_SCHEDULE == default("RETRAIN_SCHEDULE")
+    assert (contract.FUNCTIONS, contract.INGESTOR) == (FUNCTIONS, INGESTOR)
+
+
+# --- Event Hubs --------------------------------------------------------------------------------------------
+
+
+def test_hub_names_and_partition_counts_follow_config(built):
+    hubs = {r.inputs["eventHubName"]: r.inputs["partitionCount"] for r in built.of_type("eventhub:EventHub")}
+    assert hubs == {"ticks": 8, "predictions": 3, "deadletter": 2}
+
+
+def test_default_partition_counts(minimal):
+    hubs = {r.inputs["eventHubName"]: r.inputs["partitionCount"] for r in minimal.of_type("eventhub:EventHub")}
+    assert hubs == {"ticks": 4, "predictions": 2, "deadletter": 1}
+
+
+def test_consumer_groups_sit_on_the_right_hubs(built):
+    groups = {r.inputs["consumerGroupName"]: r.inputs["eventHubName"] for r in built.of_type("eventhub:ConsumerGroup")}
+    assert groups == {
+        default("PREDICT_CONSUMER_GROUP"): "ticks",
+        default("ARCHIVE_CONSUMER_GROUP"): "predictions",
+        "external": "predictions",
+    }
+
+
+def test_namespace_is_standard_tls12_without_keys(built):
+    ns = built.one("eventhub:Namespace").inputs
+    assert ns["sku"] == {"name": "Standard", "tier": "Standard", "capacity": 1}
+    assert ns["minimumTlsVersion"] == "1.2"
+    assert ns["disableLocalAuth"] is True
+    for r in built.of_type("eventhub:EventHub") + built.of_type("eventhub:ConsumerGroup"):
+        assert r.inputs["namespaceName"] == built.one("eventhub:Namespace").name
+
+
+# --- storage ---------------------------------------------------------------------------------------------
+
+
+def test_storage_account_is_locked_down(built):
+    account = built.one("storage:StorageAccount").inputs
+    assert account["kind"] == "StorageV2"
+    assert account["sku"] == {"name": "Standard_LRS"}
+    assert account["minimumTlsVersion"] == "TLS1_2"
+    assert account["enableHttpsTrafficOnly"] is True
+    assert account["allowBlobPublicAccess"] is False
+    assert account["allowSharedKeyAccess"] is False
+    assert account["location"] == CONFIG.location
+
+
+def test_containers_are_models_and_deployment_packages_and_private(built):
+    account = built.one("storage:StorageAccount").name
+    containers = {r.inputs["containerName"]: r.inputs for r in built.of_type("storage:BlobContainer")}
+    assert set(containers) == {default("MODELS_CONTAINER"), infra_config.DEPLOYMENT_CONTAINER}
+    for c in containers.values():
+        assert c["accountName"] == account
+        assert c["publicAccess"] == "None"
+
+
+# --- the settings contract -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workload", [FUNCTIONS, INGESTOR])
+def test_contract_covers_exactly_the_settings_of_each_workload(workload):
+    """A setting added to shared/settings.py fails here until infra/ decides how to provide it."""
+    assert set(contract.CONTRACT[workload]) == set(settings_for(workload))
+
+
+@pytest.mark.parametrize("workload", [FUNCTIONS, INGESTOR])
+def test_contract_rules_are_consistent_with_settings(workload):
+    for name, rule in contract.CONTRACT[workload].items():
+        setting = SETTINGS[name]
+        if setting.secret:
+            assert rule.handling in (Handling.SECRET_REFERENCE, Handling.REPLACED, Handling.UNUSED), name
+        if rule.handling is Handling.DEFAULT:
+            assert setting.default is not None, f"{name} is required where used: no default to accept"
+        if rule.handling is Handling.SECRET_REFERENCE:
+            assert setting.secret, f"{name} is not a secret: set it as a plain value"
+
+
+def deployed_settings(deployed: Deployed, workload: str) -> dict[str, Any]:
+    if workload == FUNCTIONS:
+        return deployed.app_settings()
+    return {name: e.get("value", e.get("secretRef")) for name, e in deployed.ingestor_env().items()}
+
+
+@pytest.mark.parametrize("workload", [FUNCTIONS, INGESTOR])
+def test_deployed_settings_follow_the_contract(built, workload):
+    settings = deployed_settings(built, workload)
+    for name, rule in contract.CONTRACT[workload].items():
+        if rule.handling in (Handling.VALUE, Handling.SECRET_REFERENCE):
+            assert name in settings, f"{workload}: {name} ({rule.handling.value}) is not set"
+        else:
+            assert name not in settings, f"{workload}: {name} ({rule.handling.value}) must stay unset"
+        if rule.handling is Handling.REPLACED:
+            assert rule.replaced_by in settings, f"{workload}: {name} replaced by unset {rule.replaced_by}"
+
+
+def test_function_app_settings_point_at_the_right_resources(built):
+    s = built.app_settings()
+    ns = built.one("eventhub:Namespace").name
+    account = built.one("storage:StorageAccount").name
+    client = built.identity("functions").outputs["clientId"]
+    signalr = built.one("signalrservice:SignalR").name
+    vault = built.one("keyvault:Vault").name
+    secret = built.one("keyvault:Secret").inputs["secretName"]
+    expected = {
+        "TICKS_HUB_NAME": built.hub("ticks").inputs["eventHubName"],
+        "PREDICTIONS_HUB_NAME": built.hub("predictions").inputs["eventHubName"],
+        "DEADLETTER_HUB_NAME": built.hub("deadletter").inputs["eventHubName"],
+        "PREDICT_CONSUMER_GROUP": "predict",
+        "ARCHIVE_CONSUMER_GROUP": "archive",
+        "EVENTHUB__fullyQualifiedNamespace": f"{ns}.servicebus.windows.net",
+        "EVENTHUB__credential": "managedidentity",
+        "EVENTHUB__clientId": client,
+        "AZURE_CLIENT_ID": client,
+        "MODEL_STORAGE__blobServiceUri": f"https://{account}.blob.core.windows.net/",
+        "MODEL_STORAGE__queueServiceUri": f"https://{account}.queue.core.windows.net/",
+        "MODEL_STORAGE__credential": "managedidentity",
+        "MODEL_STORAGE__clientId": client,
+        "MODELS_CONTAINER": "models",
+        "RETRAIN_SCHEDULE": CONFIG.retrain_schedule,
+        "MYSQL_URL": f"@Microsoft.KeyVault(SecretUri=https://{vault}.vault.azure.net/secrets/{secret}/)",
+        "AzureSignalRConnectionString__serviceUri": f"https://{signalr}.service.signalr.net",
+        "AzureSignalRConnectionString__credential": "managedidentity",
+        "AzureSignalRConnectionString__clientId": client,
+        "SIGNALR_HUB_NAME": "tickcast",
+        "SYMBOLS": CONFIG.symbols,
+        "AzureWebJobsStorage__blobServiceUri": f"https://{account}.blob.core.windows.net/",
+        "AzureWebJobsStorage__queueServiceUri": f"https://{account}.queue.core.windows.net/",
+        "AzureWebJobsStorage__tableServiceUri": f"https://{account}.table.core.windows.net/",
+        "AzureWebJobsStorage__credential": "managedidentity",
+        "AzureWebJobsStorage__clientId": client,
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": IKEY_CONNECTION,
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": f"ClientId={client};Authorization=AAD",
+    }
+    assert s == expected  # exactly these: nothing unplanned, nothing missing
+
+
+def test_flex_consumption_forbidden_settings_are_absent(built):
+    forbidden = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE",
+                 "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_CONTENTSHARE", "AzureWebJobsStorage"}
+    assert not forbidden & set(built.app_settings())
+
+
+def test_ingestor_environment_points_at_the_right_resources(built):
+    env = built.ingestor_env()
+    ns = built.one("eventhub:Namespace").name
+    assert {k: e.get("value") for k, e in env.items()} == {
+        "TICKS_HUB_NAME": "ticks",
+        "DEADLETTER_HUB_NAME": "deadletter",
+        "EVENTHUB__fullyQualifiedNamespace": f"{ns}.servicebus.windows.net",
+        "AZURE_CLIENT_ID": built.identity("ingestor").outputs["clientId"],
+        "INGESTOR_PUBLISHER": "eventhubs",
+        "INGESTOR_SUBSCRIPTIONS": CONFIG.ingestor_subscriptions,
+        "INGESTOR_HEALTH_PORT": "8080",
+    }
+
+
+def _function_sources() -> str:
+    files = sorted((ROOT / "functions").glob("*.py")) + [ROOT / "function_app.py"]
+    return "\n".join(p.read_text() for p in files if p.exists())
+
+
+def test_every_binding_expression_of_the_functions_resolves(built):
+    """%NAME% in a binding must be an app setting, or the host cannot index the function."""
+    names = set(re.findall(r"%([A-Za-z_][A-Za-z0-9_]*)%", _function_sources()))
+    assert names, "no binding expressions found in functions/"
+    missing = names - set(built.app_settings())
+    assert not missing, f"binding expressions without an app setting: {sorted(missing)}"
+
+
+def test_every_binding_connection_of_the_functions_is_configured(built):
+    """connection="X" (or connection_string_setting="X") needs X, or X__* identity settings."""
+    source = _function_sources()
+    pattern = r"\b(?:connection|connection_string_setting|connectionStringSetting)\s*=\s*[\"']([A-Za-z_]\w*)[\"']"
+    names = set(re.findall(pattern, source))
+    assert "EVENTHUB" in names
+    settings = built.app_settings()
+    for name in names:
+        group = {k for k in settings if k.startswith(f"{name}__")}
+        assert name in settings or {f"{name}__credential", f"{name}__clientId"} <= group, name
+        assert name not in settings, f"{name} would be a connection string (a secret) in plain text"
+
+
+# --- secrets -----------------------------------------------------------------------------------------
+
+
+def test_no_secret_in_plain_text_in_any_input(built):
+    leaks = [
+        (r.typ, r.name, path)
+        for r in built.mocks.resources
+        for path, text in plain_strings(r.inputs)
+        if any(secret in text for secret in SECRET_VALUES)
+        or re.search(r"AccountKey=|SharedAccessKey=|AccessKey=|Password=", text)
+    ]
+    assert not leaks
+
+
+def test_no_secret_reaches_an_app_setting_or_env_var_even_as_a_pulumi_secret(built):
+    """A Pulumi secret is encrypted in state, but an app setting is readable in the portal: the
+    settings must hold references, never the secret (so they are not secret-wrapped at all)."""
+    site = built.one("web:WebApp").inputs["siteConfig"]
+    (container,) = built.one("app:ContainerApp").inputs["template"]["containers"]
+    for values in (site, container):
+        assert not any(is_secret(v) for v in [values, *values.values()])
+        texts = [t for _, t in plain_strings(unwrap(values))]
+        assert not [t for t in texts if any(secret in t for secret in SECRET_VALUES)]
+
+
+def test_secrets_are_passed_as_pulumi_secrets(built):
+    server = built.one("dbformysql:Server").inputs
+    assert is_secret(server["administratorLoginPassword"]) and unwrap(server["administratorLoginPassword"]) == PASSWORD
+    kv_secret = built.one("keyvault:Secret").inputs
+    assert is_secret(kv_secret["properties"])
+    env = built.one("app:ManagedEnvironment").inputs["appLogsConfiguration"]
+    assert unwrap(env)["logAnalyticsConfiguration"]["sharedKey"] == SHARED_KEY
+    sub = built.one("eventgrid:SystemTopicEventSubscription").inputs
+    assert BLOBS_KEY in unwrap(sub["destination"])["endpointUrl"]
+
+
+def test_mysql_url_secret_is_the_history_store_url(built):
+    host = built.exports["mysql_host"]
+    value = unwrap(built.one("keyvault:Secret").inputs["properties"])["value"]
+    assert value == (
+        f"mysql+pymysql://tickadmin:Tick-Pa55word%21x@{host}:3306/tickcast"
+        "?ssl_ca=/etc/ssl/certs/ca-certificates.crt"
+    )
+    from shared.storage.history import normalise_url
+
+    url = normalise_url(value)
+    assert (url.drivername, url.username, url.password, url.host, url.database) == (
+        "mysql+pymysql", "tickadmin", PASSWORD, host, "tickcast"
+    )
+
+
+def test_key_vault_uses_rbac_and_the_tenant(built):
+    props = built.one("keyvault:Vault").inputs["properties"]
+    assert props["enableRbacAuthorization"] is True
+    assert props["tenantId"] == TENANT
+    assert built.one("keyvault:Secret").inputs["secretName"] == infra_config.MYSQL_URL_SECRET
+
+
+# --- identities and role assignments -----------------------------------------------------------------
+
+
+def assignments(deployed: Deployed) -> set[tuple[str, str, str]]:
+    """(workload, role name, scope resource logical name) of every role assignment."""
+    principals = {
+        deployed.identity(key).outputs["principalId"]: key for key in ("functions", "ingestor")
+    }
+    found = set()
+    prefix = f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/"
+    for r in deployed.of_type("authorization:RoleAssignment"):
+        i = r.inputs
+        assert i["principalType"] == "ServicePrincipal"
+        assert i["roleDefinitionId"].startswith(prefix)
+        role = roles.ROLE_NAMES[i["roleDefinitionId"].removeprefix(prefix)]
+        found.add((principals[i["principalId"]], role, deployed.mocks.by_id(i["scope"]).name))
+    return found
+
+
+def test_role_assignments_are_least_privilege(built):
+    p = CONFIG.name_prefix
+    assert assignments(built) == {
+        ("functions", "Azure Event Hubs Data Receiver", f"{p}-ticks"),
+        ("functions", "Azure Event Hubs Data Receiver", f"{p}-predictions"),
+        ("functions", "Azure Event Hubs Data Sender", f"{p}-predictions"),
+        ("functions", "Azure Event Hubs Data Sender", f"{p}-deadletter"),
+        ("functions", "Storage Blob Data Owner", f"{p}st"),
+        ("functions", "Storage Queue Data Contributor", f"{p}st"),
+        ("functions", "Storage Table Data Contributor", f"{p}st"),
+        ("functions", "SignalR Service Owner", f"{p}-signalr"),
+        ("functions", "Key Vault Secrets User", f"{p}-kv-mysql-url"),
+        ("functions", "Monitoring Metrics Publisher", f"{p}-appi"),
+        ("ingestor", "Azure Event Hubs Data Sender", f"{p}-ticks"),
+        ("ingestor", "Azure Event Hubs Data Sender", f"{p}-deadletter"),
+        ("ingestor", "AcrPull", f"{p}acr"),
+    }
+
+
+def test_role_definition_ids_are_the_documented_built_in_roles():
+    # From https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
+    assert roles.EVENT_HUBS_DATA_SENDER == "2b629674-e913-4c01-ae53-ef4638d8f975"
+    assert roles.EVENT_HUBS_DATA_RECEIVER == "a638d3c7-ab3a-418d-83e6-5f17a39d4fde"
+    assert roles.STORAGE_BLOB_DATA_OWNER == "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+    assert roles.SIGNALR_SERVICE_OWNER == "7e4f1700-ea5a-4f59-8f37-079cfe29dce3"
+    assert roles.KEY_VAULT_SECRETS_USER == "4633458b-17de-408a-b874-0445c86b69e6"
+    assert len(set(roles.ROLE_NAMES)) == len(roles.ROLE_NAMES) == 9
+
+
+def test_workloads_run_as_their_own_identity(built):
+    functions = built.identity("functions")
+    ingestor = built.identity("ingestor")
+    app = built.one("web:WebApp").inputs
+    assert app["identity"] == {"type": "UserAssigned", "userAssignedIdentities": [functions.id]}
+    assert app["keyVaultReferenceIdentity"] == functions.id
+    container = built.one("app:ContainerApp").inputs
+    assert container["identity"] == {"type": "UserAssigned", "userAssignedIdentities": [ingestor.id]}
+
+
+def test_function_app_waits_for_its_role_assignments(built):
+    # the mocks do not expose dependencies; check the resources were registered before the app
+    order = [r.typ for r in built.mocks.resources]
+    app_at = order.index("azure-native:web:WebApp")
+    principal = built.identity("functions").outputs["principalId"]
+    granted = [i for i, r in enumerate(built.mocks.resources)
+               if r.short == "authorization:RoleAssignment" and r.inputs["principalId"] == principal]
+    assert granted and max(granted) < app_at
+
+
+# --- Function App ----------------------------------------------------------------------------------------
+
+
+def test_function_app_is_flex_consumption_python_311(built):
+    plan = built.one("web:AppServicePlan").inputs
+    assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    assert plan["reserved"] is True
+    app = built.one("web:WebApp").inputs
+    assert app["kind"] == "functionapp,linux"
+    assert app["serverFarmId"] == built.one("web:AppServicePlan").id
+    assert app["httpsOnly"] is True
+    fac = app["functionAppConfig"]
+    assert fac["runtime"] == {"name": "python", "version": "3.11"}
+    assert fac["scaleAndConcurrency"] == {"instanceMemoryMB": 2048, "maximumInstanceCount": 40}
+    account = built.one("storage:StorageAccount").name
+    assert fac["deployment"]["storage"] == {
+        "type": "blobContainer",
+        "value": f"https://{account}.blob.core.windows.net/{infra_config.DEPLOYMENT_CONTAINER}",
+        "authentication": {
+            "type": "UserAssignedIdentity",
+            "userAssignedIdentityResourceId": built.identity("functions").id,
+        },
+    }
+    site = app["siteConfig"]
+    assert (site["minTlsVersion"], site["scmMinTlsVersion"], site["ftpsState"]) == ("1.2", "1.2", "Disabled")
+
+
+def test_function_app_name_is_stable_and_unique_per_resource_group(built):
+    group = built.one("resources:ResourceGroup")
+    name = built.one("web:WebApp").inputs["name"]
+    assert re.fullmatch(rf"{CONFIG.name_prefix}-func-[0-9a-f]{{8}}", name)
+    assert name == f"{CONFIG.name_prefix}-func-{tickcast_infra.functionapp.unique_suffix(group.id)}"
+
+
+# --- SignalR, MySQL, monitoring ---------------------------------------------------------------------------
+
+
+def test_signalr_is_serverless_with_cors_for_the_dashboard(built):
+    s = built.one("signalrservice:SignalR").inputs
+    assert {"flag": "ServiceMode", "value": "Serverless"} in s["features"]
+    assert s["cors"] == {"allowedOrigins": [built.exports["function_app_url"]]}
+    assert s["disableLocalAuth"] is True
+    assert s["kind"] == "SignalR"
+    assert s["sku"] == {"name": "Free_F1", "tier": "Free", "capacity": 1}
+
+
+def test_mysql_requires_tls_and_admits_azure_services(built):
+    server = built.one("dbformysql:Server")
+    assert server.inputs["version"] == "8.0.21"
+    assert server.inputs["sku"] == {"name": "Standard_B1ms", "tier": "Burstable"}
+    assert server.inputs["administratorLogin"] == "tickadmin"
+    tls = built.one("dbformysql:Configuration").inputs
+    assert (tls["configurationName"], tls["value"], tls["serverName"]) == ("require_secure_transport", "ON",
+                                                                          server.name)
+    rule = built.one("dbformysql:FirewallRule").inputs
+    assert (rule["startIpAddress"], rule["endIpAddress"]) == ("0.0.0.0", "0.0.0.0")
+    db = built.one("dbformysql:Database").inputs
+    assert (db["databaseName"], db["charset"], db["serverName"]) == ("tickcast", "utf8mb4", server.name)
+
+
+def test_stack_refuses_to_build_without_a_mysql_password():
+    with pytest.raises(Exception, match="mysqlAdminPassword"):
+        deploy(StackConfig())
+
+
+def test_monitoring_is_workspace_based_with_entra_only_ingestion(built):
+    workspace = built.one("operationalinsights:Workspace")
+    assert workspace.inputs["retentionInDays"] == 30
+    appi = built.one("applicationinsights:Component").inputs
+    assert appi["workspaceResourceId"] == workspace.id
+    assert appi["disableLocalAuth"] is True
+    env = unwrap(built.one("app:ManagedEnvironment").inputs["appLogsConfiguration"])
+    assert env["destination"] == "log-analytics"
+    assert env["logAnalyticsConfiguration"]["customerId"] == workspace.outputs["customerId"]
+
+
+# --- Event Grid ---------------------------------------------------------------------------------------------
+
+
+def test_promote_model_subscription_feeds_the_blob_trigger(built):
+    topic = built.one("eventgrid:SystemTopic").inputs
+    assert topic["source"] == built.one("storage:StorageAccount").id
+    assert topic["topicType"] == "Microsoft.Storage.StorageAccounts"
+    sub = built.one("eventgrid:SystemTopicEventSubscription").inputs
+    assert sub["systemTopicName"] == built.one("eventgrid:SystemTopic").name
+    destination = unwrap(sub["destination"])
+    host = built.exports["function_app_url"].removeprefix("https://")
+    assert destination["endpointType"] == "WebHook"
+    assert destination["endpointUrl"] == (
+        f"https://{host}/runtime/webhooks/blobs?functionName=Host.Functions.promote_model&code={BLOBS_KEY}"
+    )
+    assert sub["filter"] == {
+        "includedEventTypes": ["Microsoft.Storage.BlobCreated"],
+        "subjectBeginsWith": "/blobServices/default/containers/models/blobs/",
+        "subjectEndsWith": "/metadata.json",
+        "isSubjectCaseSensitive": False,
+    }
+
+
+def test_event_filter_matches_the_promote_model_trigger_path():
+    """The subscription's filters must admit every blob the trigger path matches."""
+    from tickcast_infra import events
+
+    paths = re.findall(r"blob_trigger\([^)]*?path\s*=\s*[\"']([^\"']+)[\"']", _function_sources(), re.DOTALL)
+    assert len(paths) == 1, paths
+    (path,) = paths
+    assert path.startswith("%MODELS_CONTAINER%/") and path.endswith(events.TRIGGER_BLOB_SUFFIX)
+    name = re.escape(events.PROMOTE_MODEL_FUNCTION)
+    assert re.search(rf"function_name\([\"']{name}[\"']\)", _function_sources())
+
+
+def test_without_the_flag_there_is_no_subscription_yet(minimal):
+    assert minimal.of_type("eventgrid:SystemTopic")
+    assert not minimal.of_type("eventgrid:SystemTopicEventSubscription")
+    assert "azure-native:web:listWebAppHostKeys" not in minimal.mocks.calls
+
+
+# --- ingestor ----------------------------------------------------------------------------------------------
+
+
+def test_ingestor_container_app(built):
+    app = built.one("app:ContainerApp").inputs
+    assert app["managedEnvironmentId"] == built.one("app:ManagedEnvironment").id
+    (container,) = app["template"]["containers"]
+    assert container["image"] == CONFIG.ingestor_image
+    assert app["template"]["scale"] == {"minReplicas": 1, "maxReplicas": 1}
+    port = int(built.ingestor_env()["INGESTOR_HEALTH_PORT"]["value"])
+    probes = {p["type"]: p["httpGet"] for p in container["probes"]}
+    assert set(probes) >= {"Liveness"}
+    assert all(p == {"path": "/healthz", "port": port} for p in probes.values())
+    registry = built.one("containerregistry:Registry")
+    assert app["configuration"]["registries"] == [
+        {"server": registry.outputs["loginServer"], "identity": built.identity("ingestor").id}
+    ]
+    assert "ingress" not in app["configuration"]
+    assert registry.inputs["adminUserEnabled"] is False
+
+
+def test_ingestor_secret_settings_become_key_vault_secret_refs(monkeypatch):
+    """If an ingestor setting ever is a secret, it reaches the app only as a Key Vault-backed secretRef."""
+    rules = dict(contract.INGESTOR_APP)
+    rules["EVENTHUB"] = contract.Rule(Handling.SECRET_REFERENCE, "test", value=lambda w: "Endpoint=sb://x;SharedAccessKey=" + PASSWORD, secret_name="eventhub-conn")
+    monkeypatch.setitem(contract.CONTRACT, INGESTOR, rules)
+    deployed = deploy(CONFIG)
+    env = deployed.ingestor_env()
+    assert env["EVENTHUB"] == {"name": "EVENTHUB", "secretRef": "eventhub"}
+    (secret,) = deployed.one("app:ContainerApp").inputs["configuration"]["secrets"]
+    vault = deployed.one("keyvault:Vault").name
+    assert secret == {"name": "eventhub", "keyVaultUrl": f"https://{vault}.vault.azure.net/secrets/eventhub-conn/",
+                      "identity": deployed.identity("ingestor").id}
+    assert ("ingestor", "Key Vault Secrets User", f"{CONFIG.name_prefix}-kv-eventhub-conn") in assignments(deployed)
+    assert not [p for r in deployed.mocks.resources for p, t in plain_strings(r.inputs) if PASSWORD in t]
+
+
+def test_without_an_image_there_is_no_ingestor_app_yet(minimal):
+    assert not minimal.of_type("app:ContainerApp")
+    assert minimal.of_type("app:ManagedEnvironment") and minimal.of_type("containerregistry:Registry")
+    assert "ingestor_app_name" not in minimal.exports
+
+
+# --- whole stack -----------------------------------------------------------------------------------------
+
+
+def test_every_resource_is_prefixed_and_in_the_resource_group(built):
+    group = built.one("resources:ResourceGroup")
+    assert group.inputs["location"] == CONFIG.location
+    for r in built.mocks.resources:
+        assert r.name.startswith(CONFIG.name_prefix), r.name
+        if "resourceGroupName" in r.inputs:
+            assert r.inputs["resourceGroupName"] == group.name, r.name
+        if "location" in r.inputs:
+            assert r.inputs["location"] == CONFIG.location, r.name
+
+
+def test_resource_inventory(built):
+    counts: dict[str, int] = {}
+    for r in built.mocks.resources:
+        counts[r.short] = counts.get(r.short, 0) + 1
+    assert counts == {
+        "resources:ResourceGroup": 1,
+        "operationalinsights:Workspace": 1, "applicationinsights:Component": 1,
+        "storage:StorageAccount": 1, "storage:BlobContainer": 2,
+        "eventhub:Namespace": 1, "eventhub:EventHub": 3, "eventhub:ConsumerGroup": 3,
+        "dbformysql:Server": 1, "dbformysql:Database": 1, "dbformysql:Configuration": 1,
+        "dbformysql:FirewallRule": 1,
+        "managedidentity:UserAssignedIdentity": 2, "signalrservice:SignalR": 1,
+        "keyvault:Vault": 1, "keyvault:Secret": 1, "authorization:RoleAssignment": 13,
+        "web:AppServicePlan": 1, "web:WebApp": 1,
+        "eventgrid:SystemTopic": 1, "eventgrid:SystemTopicEventSubscription": 1,
+        "containerregistry:Registry": 1, "app:ManagedEnvironment": 1, "app:ContainerApp": 1,
+    }
+
+
+def test_exports(built):
+    host = f"{built.one('web:WebApp').inputs['name']}.azurewebsites.net"
+    ns = built.one("eventhub:Namespace").name
+    assert built.exports == {
+        "resource_group_name": built.one("resources:ResourceGroup").name,
+        "storage_account_name": built.one("storage:StorageAccount").name,
+        "eventhub_namespace_name": ns,
+        "eventhub_fully_qualified_namespace": f"{ns}.servicebus.windows.net",
+        "function_app_name": built.one("web:WebApp").inputs["name"],
+        "function_app_url": f"https://{host}",
+        "negotiate_url": f"https://{host}/api/negotiate",
+        "dashboard_url": f"https://{host}/api/dashboard/",
+        "signalr_service_uri": f"https://{built.one('signalrservice:SignalR').name}.service.signalr.net",
+        "mysql_host": f"{built.one('dbformysql:Server').name}.mysql.database.azure.com",
+        "mysql_database": "tickcast",
+        "key_vault_name": built.one("keyvault:Vault").name,
+        "container_registry_login_server": built.one("containerregistry:Registry").outputs["loginServer"],
+        "ingestor_app_name": built.one("app:ContainerApp").name,
+    }
+
+
+@pulumi.runtime.test
+def test_fully_qualified_namespace_output():
+    """The pattern of Pulumi's testing guide: assert inside ``apply`` on the resources' outputs."""
+    pulumi.runtime.set_mocks(RecordingMocks(), project="tickcast", stack="test", preview=False)
+    outputs: StackOutputs = build(StackConfig(mysql_admin_password=PASSWORD))
+
+    def check(args):
+        name, host = args
+        assert host == f"{name}.servicebus.windows.net"
+
+    return pulumi.Output.all(outputs.eventhub_namespace.name, outputs.eventhub_fully_qualified_namespace).apply(check)
+
+
+# --- config ------------------------------------------------------------------------------------------
+
+
+def test_main_builds_the_stack_from_pulumi_config():
+    """``infra/__main__.py`` reads the project config and declares the stack (run, not imported)."""
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="tickcast", stack="test", preview=False)
+    pulumi.runtime.set_all_config(
+        {"tickcast:ticksPartitions": "12", "tickcast:mysqlAdminPassword": PASSWORD},
+        secret_keys=["tickcast:mysqlAdminPassword"],
+    )
+
+    @pulumi.runtime.test
+    def run_main():
+        runpy.run_path(str(INFRA / "__main__.py"), run_name="__main__")
+
+    try:
+        run_main()
+    finally:
+        pulumi.runtime.set_all_config({})
+    hubs = {r.inputs["eventHubName"]: r.inputs["partitionCount"] for r in mocks.of_type("eventhub:EventHub")}
+    assert hubs["ticks"] == 12
+    password = mocks.one("dbformysql:Server").inputs["administratorLoginPassword"]
+    assert is_secret(password) and unwrap(password) == PASSWORD
+
+
+def test_config_is_read_from_pulumi_config():
+    pulumi.runtime.set_all_config({
+        "tickcast:location": "uksouth", "tickcast:namePrefix": "tick2", "tickcast:ticksPartitions": "16",
+        "tickcast:promoteModelEvents": "true", "tickcast:ingestorImage": "r.azurecr.io/i:1",
+        "tickcast:mysqlAdminPassword": PASSWORD,
+    }, secret_keys=["tickcast:mysqlAdminPassword"])
+    try:
+        config = StackConfig.from_pulumi_config(pulumi.Config("tickcast"))
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert config == StackConfig(location="uksouth", name_prefix="tick2", ticks_partitions=16,
+                                 promote_model_events=True, ingestor_image="r.azurecr.io/i:1")
+    assert isinstance(config.mysql_admin_password, pulumi.Output)
+
+
+def test_config_defaults_match_pulumi_yaml():
+    project = yaml.safe_load((INFRA / "Pulumi.yaml").read_text())
+    assert project["name"] == "tickcast"
+    assert project["runtime"]["name"] == "python"
+    declared = project["config"]
+    defaults = StackConfig()
+    assert set(declared) == set(StackConfig.CONFIG_KEYS.values())
+    for field, key in StackConfig.CONFIG_KEYS.items():
+        if key in StackConfig.SECRET_KEYS:
+            assert declared[key].get("secret") is True and "default" not in declared[key]
+        else:
+            assert declared[key]["default"] == getattr(defaults, field), key
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"ticks_partitions": 0},
+        {"predictions_partitions": 33},
+        {"deadletter_partitions": True},
+        {"ticks_partitions": 2.0},
+        {"name_prefix": "Tick"},
+        {"name_prefix": "tick-cast"},
+        {"name_prefix": "ab"},
+        {"name_prefix": "abcdefghijkl"},
+        {"location": " "},
+        {"mysql_admin_password": "short"},
+        {"mysql_admin_password": "alllowercaseletters"},
+        {"mysql_admin_login": "admin"},
+        {"signalr_sku": "Free"},
+        {"function_instance_memory_mb": 1000},
+        {"external_consumer_group": "predict"},
+        {"symbols": "BTCUSDT"},
+        {"retrain_schedule": "0 * * * *"},
+        {"ingestor_image": "tickcast-ingestor"},
+        {"promote_model_events": "yes"},
+    ],
+)
+def test_bad_config_is_refused(kwargs):
+    with pytest.raises(ValueError):
+        StackConfig(**kwargs)
+
+
+@pytest.mark.parametrize("module", ["config", "database", "events", "functionapp"])
+def test_module_doctests(module):
+    mod = __import__(f"tickcast_infra.{module}", fromlist=["_"])
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
