@@ -63,6 +63,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/engine_throughput.py
 	$(PY) bench/forecast_throughput.py
+	$(PY) bench/cold_start.py
 
 # Copy the dashboard's npm bundles into web/vendor/ (run before publishing the function app).
 web: $(STAMP) $(NODE_STAMP)

@@ -14,13 +14,18 @@ Routes (anonymous, GET, JSON; see :mod:`shared.serving.api` for parameters, unit
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
 from functions.common import ProcessService
-from shared.serving.api import ApiResponse, HistoryApi
+from shared.serving.wiring import make_history_api
+
+if TYPE_CHECKING:  # shared.serving.api imports SQLAlchemy: loaded on first use, not to index the app
+    from shared.serving.api import ApiResponse
 
 bp = func.Blueprint()
-service = ProcessService(HistoryApi.from_settings, close=lambda api: api.close())
+service = ProcessService(make_history_api, close=lambda api: api.close())
 
 
 def as_http(response: ApiResponse) -> func.HttpResponse:

@@ -1,8 +1,16 @@
 """Blueprint ``archive``: predictions hub -> MySQL history (bars, predictions, realised prices).
 
 Trigger: Event Hub ``%PREDICTIONS_HUB_NAME%``, cardinality many, its own consumer
-group ``%ARCHIVE_CONSUMER_GROUP%``. Upserts are idempotent, so redelivery is safe;
-a database error fails the invocation so the batch is retried.
+group ``%ARCHIVE_CONSUMER_GROUP%``. Malformed events go to ``%DEADLETTER_HUB_NAME%``.
+
+Failures: a database error fails the invocation. The Event Hubs trigger checkpoints a batch
+whether its invocation succeeded or not (Azure/Azure-Functions#947), and retries it only under a
+retry policy ("Azure Functions error handling and retries",
+https://learn.microsoft.com/azure/azure-functions/functions-bindings-error-pages). Since the
+upserts are idempotent, re-running a batch is safe, so this function declares one: exponential
+backoff, 5 retries, from 4 s up to 15 min between tries (the documented example's bounds),
+about 1.5 min in all while the partition waits. A batch that still fails is checkpointed past
+and is missing from the history (docs/failures.md says how to replay it).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ service = ProcessService(make_archive_service, close=lambda s: s.store.close())
 
 
 @bp.function_name("archive")
+@bp.retry(strategy="exponential_backoff", max_retry_count="5", minimum_interval="00:00:04",
+          maximum_interval="00:15:00")
 @bp.event_hub_message_trigger(
     arg_name="events",
     event_hub_name="%PREDICTIONS_HUB_NAME%",

@@ -6,21 +6,19 @@ writes ``metadata.json`` last, so the model blob is complete when this fires),
 connection ``MODEL_STORAGE``. The decision logic — sha256 before unpickling, smoke
 prediction, holdout MAE against the champion, compare-and-swap of ``current.json``,
 a decision record — is :class:`shared.lifecycle.promotion.PromotionService`.
-Outputs, when promoted: a ``model_change`` event on ``%PREDICTIONS_HUB_NAME%``, and the
-same event to SignalR web clients (target ``modelChanged``).
+Output, when promoted: a ``model_change`` event on ``%PREDICTIONS_HUB_NAME%``; the
+``broadcast`` function sends it on to SignalR web clients (target ``modelChanged``),
+so a promotion never fails or waits on SignalR.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
 import azure.functions as func
 
 from functions.common import ProcessService
-from shared.serving.broadcast import message_for_event
 from shared.contracts.events import encode
-from shared.lifecycle.promotion import parse_candidate_blob
 from shared.serving.wiring import make_promotion_service
 
 bp = func.Blueprint()
@@ -36,15 +34,12 @@ service = ProcessService(make_promotion_service)
     source=func.BlobSource.EVENT_GRID,
 )
 @bp.event_hub_output(arg_name="changes", event_hub_name="%PREDICTIONS_HUB_NAME%", connection="EVENTHUB")
-@bp.generic_output_binding(
-    arg_name="signalr", type="signalR", hubName="%SIGNALR_HUB_NAME%",
-    connectionStringSetting="AzureSignalRConnectionString",
-)
-def promote_model(blob: func.InputStream, changes: func.Out[list[str]], signalr: func.Out[str]) -> None:
+def promote_model(blob: func.InputStream, changes: func.Out[list[str]]) -> None:
     """Decide about the candidate whose metadata blob was created; announce a promotion."""
+    from shared.lifecycle.promotion import parse_candidate_blob  # heavy: imported on first use
+
     key, version = parse_candidate_blob(blob.name or "")
     decision = service.get().handle(key, version)
     if decision.promoted:
         change = decision.model_change()
         changes.set([encode(change).decode("utf-8")])
-        signalr.set(json.dumps([message_for_event(change)]))

@@ -4,25 +4,41 @@ This driver is hand-written because the Functions host (a .NET runtime with its
 Event Hubs extension) is not available offline and no Python library runs
 ``azure.functions`` apps from Kafka; so the local stack reads each
 function's binding declarations (``app.get_functions()``), resolves ``%NAME%``
-binding expressions from the app settings, consumes the trigger hub as a Kafka
+binding expressions from the app settings only, consumes the trigger hub as a Kafka
 topic with the function's consumer group, and calls the decorated Python
 function (``fn.get_user_function()``) with a batch of ``func.EventHubEvent`` and
-one ``func.Out`` per Event Hub output binding.
+one ``func.Out`` per output binding. It is never kinder than the host:
 
-A batch is committed in numbered steps (after quix-streams' checkpoint):
+* **Batches** follow host.json's ``extensions.eventHubs`` (:class:`~local_stack.hostjson.EventHubOptions`),
+  one partition per batch as the host's per-partition processors make them: a batch is
+  dispatched as soon as ``minEventBatchSize`` events of a partition are there, with at most
+  ``maxEventBatchSize``; ``maxWaitTime`` applies only when the minimum is above 1, and then a
+  partial batch goes after that wait ("Azure Event Hubs trigger and bindings for Azure
+  Functions", section "host.json settings").
+* **A failed invocation** (the function raises, or an output binding fails) is retried only
+  under the function's retry policy (``@bp.retry``), with the policy's count and delays, while
+  that partition waits; then, succeeded or not, its batch is **checkpointed past**. Without a
+  policy a failed batch is lost at once. The host "intentionally checkpoint[s] the batch
+  regardless of function success/failure" (``EventHubListener.cs`` in Azure/azure-sdk-for-net;
+  Azure/Azure-Functions#947); "Event Hubs checkpoints aren't written until after the retry policy
+  for the execution has completed" ("Azure Functions error handling and retries", section
+  "Retry policies"). Lost events are counted (``totals.lost``) and logged with their offsets.
+* **Checkpoints** are written every ``batchCheckpointFrequency`` batches of a partition.
 
-1. consume up to ``max_batch`` records (waiting at most ``max_wait_s``);
-2. call the function with them;
-3. produce everything it set on its output bindings (keyed by ``symbol``);
-4. flush the producer, so the outputs are acknowledged by the broker;
-5. commit the consumed offsets, synchronously.
+One invocation goes in numbered steps:
 
-So a crash between steps redelivers the batch (at-least-once) and never loses
-an output; the downstream upserts make the redelivery harmless.
+1. call the function with the batch;
+2. produce everything it set on its Event Hub output bindings (keyed by ``symbol``);
+3. flush the producer, so the outputs are acknowledged by the broker;
+4. hand what it set on ``signalR`` output bindings to the ``signalr`` sink (the local hub);
+
+a failure at any step fails the invocation (an output binding error fails it in Azure too).
+After the invocation and its retries, the batch's offsets are committed synchronously (the
+checkpoint). A crash before the checkpoint redelivers the batch (at-least-once); the downstream
+upserts make the redelivery harmless.
 
 A ``signalR`` output binding (messages ``{"target", "arguments"}``, one or a JSON
-array of them, as the Functions host accepts) is validated before step 3 and
-handed to the ``signalr`` sink (the local hub) after step 4; without a sink the
+array of them, as the Functions host accepts) is validated before step 2; without a sink the
 messages are dropped, as Azure SignalR Service drops messages nobody listens to.
 """
 
@@ -32,6 +48,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,19 +56,20 @@ from typing import Any
 
 import azure.functions as func
 from azure.functions.decorators.core import BindingDirection
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from local_stack.hostjson import BindingError, EventHubOptions, Outcome, RetryPolicy, execute
+
+__all__ = ["BindingError", "BatchReport", "CollectingOut", "EventHubFunctionDriver", "OutputError", "app_functions",
+           "output_bindings", "resolve", "signalr_messages", "trigger_of"]
 
 log = logging.getLogger(__name__)
 
 _SETTING = re.compile(r"%([^%]+)%")
 
 
-class BindingError(RuntimeError):
-    """A function's bindings cannot be driven locally (missing setting, unsupported binding)."""
-
-
-class CommitError(RuntimeError):
-    """Outputs could not be acknowledged by the broker, so the batch's offsets were not committed."""
+class OutputError(RuntimeError):
+    """Outputs were not acknowledged by the broker: the invocation fails, as an output binding error does."""
 
 
 def resolve(expression: str, settings: Mapping[str, str]) -> str:
@@ -180,29 +198,50 @@ def signalr_messages(value: Any) -> list[dict]:
 
 @dataclass
 class BatchReport:
-    """What one driven invocation consumed and produced."""
+    """What one batch did: events consumed, outputs produced, attempts, events lost.
+
+    Attributes
+    ----------
+    consumed : events in the batch.
+    produced : outputs per topic (``signalR:<hub>`` for SignalR messages) of the attempt that succeeded.
+    partition : the Kafka partition (the Event Hub partition) of the batch; -1 in totals.
+    attempts : invocations made (1 + retries).
+    lost : events of the batch when every attempt failed and it was checkpointed past, else 0.
+    """
 
     consumed: int = 0
     produced: dict[str, int] = field(default_factory=dict)
+    partition: int = -1
+    attempts: int = 0
+    lost: int = 0
+
+
+_Key = tuple[str, int]
 
 
 class EventHubFunctionDriver:
-    """Runs one Event-Hub-triggered function (cardinality many) from a Kafka topic.
+    """Runs one Event-Hub-triggered function (cardinality many) from a Kafka topic, as the host would.
 
     Parameters
     ----------
     function : an ``azure.functions`` ``Function`` (from ``app.get_functions()``
-        or ``builder.build()``) whose trigger is ``eventHubTrigger``.
-    settings : app settings used to resolve ``%NAME%`` expressions.
+        or ``builder.build()``) whose trigger is ``eventHubTrigger``; its retry policy, if any,
+        is read from its settings (``@bp.retry``).
+    settings : app settings used to resolve ``%NAME%`` expressions (nothing else is consulted).
     consumer_config, producer_config : confluent-kafka configs (bootstrap servers
         and tuning); ``group.id`` comes from the trigger's consumer group.
-    max_batch, max_wait_s : batch bounds, like host.json's ``maxEventBatchSize``
-        and ``maxWaitTime``.
+    options : batching and checkpointing; by default read from the repository's host.json.
+    on_batch : called with the :class:`BatchReport` of each checkpointed batch.
+    signalr : sink ``(hub, messages)`` of ``signalR`` output bindings.
+    poll_s : longest single wait for the first event of a batch, seconds (how often ``run``
+        notices ``stop``); the wait ends as soon as an event arrives.
+    rng : random source of the exponential backoff's jitter (tests pass a seeded one).
 
     Raises
     ------
     BindingError
-        If the trigger is not an Event Hub trigger or an expression cannot be resolved.
+        The trigger is not an Event Hub trigger, an expression names a missing app setting, an
+        output binding cannot be driven locally, or the retry policy cannot be indexed.
     """
 
     def __init__(
@@ -211,10 +250,11 @@ class EventHubFunctionDriver:
         settings: Mapping[str, str],
         consumer_config: Mapping[str, Any],
         producer_config: Mapping[str, Any],
-        max_batch: int = 500,
-        max_wait_s: float = 0.05,
+        options: EventHubOptions | None = None,
         on_batch: Callable[[BatchReport], None] | None = None,
         signalr: Callable[[str, list[dict]], None] | None = None,
+        poll_s: float = 0.1,
+        rng: Any = None,
     ) -> None:
         trigger = trigger_of(function, "eventHubTrigger", "an Event Hub trigger")
         self.name = function.get_function_name()
@@ -224,38 +264,100 @@ class EventHubFunctionDriver:
         self.group = resolve(trigger.get("consumerGroup") or "$Default", settings)
         self.outputs, self.signalr_outputs = output_bindings(function, settings)
         """Event Hub output binding name -> topic; signalR output binding name -> hub name."""
+        self.retry = RetryPolicy.of(function)
+        """The function's retry policy; ``None``: a failed batch is checkpointed past at once."""
+        self.options = options if options is not None else EventHubOptions.from_host_json()
         self.signalr = signalr
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
         self.on_batch = on_batch
+        self.poll_s = poll_s
+        self.rng = rng
         self.consumer = Consumer({**consumer_config, "group.id": self.group, "enable.auto.commit": False})
         self.producer = Producer(dict(producer_config))
         self.assigned = threading.Event()
         """Set once the consumer group has assigned partitions to this driver."""
-        self.consumer.subscribe([self.topic], on_assign=lambda _c, _parts: self.assigned.set())
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._stored: dict[_Key, list[Message]] = {}
+        """Events read but not yet dispatched, per partition (the host's stored events)."""
+        self._since: dict[_Key, float] = {}
+        """When each partition's wait to fill a batch started (``time.monotonic()``)."""
+        self._unsaved: dict[_Key, tuple[int, int]] = {}
+        """Per partition: batches since its last checkpoint, and the offset to checkpoint."""
         self._failed_deliveries = 0
         self.totals = BatchReport()
-        """Cumulative records consumed and committed, and outputs produced, per topic."""
+        """Cumulative events checkpointed (``consumed``, lost ones included), outputs produced per
+        topic, invocations made and events lost."""
+
+    def _on_assign(self, _consumer: Any, _partitions: list[TopicPartition]) -> None:
+        self.assigned.set()
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        """A partition went to another owner: it resumes from the last checkpoint, so forget what is held."""
+        for tp in partitions:
+            self._stored.pop((tp.topic, tp.partition), None)
+            self._since.pop((tp.topic, tp.partition), None)
+            self._unsaved.pop((tp.topic, tp.partition), None)
 
     def _delivered(self, err: KafkaError | None, _msg: Any) -> None:
         if err is not None:
             self._failed_deliveries += 1
             log.error("%s: output not delivered: %s", self.name, err)
 
-    def run_once(self) -> BatchReport:
-        """Drive one batch through the five steps in the module docstring; return what it did.
+    # ------------------------------------------------------------------ batching
+    def _fetch(self) -> None:
+        """Read what is there into the per-partition stores, waiting only for the first event.
+
+        The wait ends as soon as one event arrives (``poll``), then everything already fetched is
+        taken without waiting (``consume(n, 0)``): nothing waits for a batch to fill unless
+        ``minEventBatchSize`` is above 1, and then only until the oldest wait reaches ``maxWaitTime``.
+        """
+        timeout = self.poll_s
+        if self._since:
+            oldest = min(self._since.values())
+            timeout = min(timeout, max(0.0, oldest + self.options.max_wait_time_s - time.monotonic()))
+        first = self.consumer.poll(timeout)
+        if first is None:
+            return
+        for m in [first, *self.consumer.consume(self.options.max_event_batch_size, 0)]:
+            if self._kafka_error(m):
+                continue
+            key = (m.topic(), m.partition())
+            self._stored.setdefault(key, []).append(m)
+            self._since.setdefault(key, time.monotonic())
+
+    def _ready(self) -> list[tuple[_Key, list[Message]]]:
+        """Take the batches due now: ``minEventBatchSize`` events, or whatever waited ``maxWaitTime``."""
+        now, o = time.monotonic(), self.options
+        due = []
+        for key in list(self._stored):
+            stored = self._stored[key]
+            if len(stored) >= o.min_event_batch_size or now - self._since[key] >= o.max_wait_time_s:
+                due.append((key, stored[: o.max_event_batch_size]))
+                rest = stored[o.max_event_batch_size:]
+                if rest:  # the host restarts the wait on the events left over
+                    self._stored[key], self._since[key] = rest, now
+                else:
+                    del self._stored[key], self._since[key]
+        return due
+
+    def run_once(self, stop: threading.Event | None = None) -> list[BatchReport]:
+        """Read what is there and dispatch every batch that is due; return their reports.
+
+        ``stop`` ends a retry delay early (the batch is then not checkpointed, as when a host
+        instance stops during a retry policy).
+        """
+        self._fetch()
+        return [self._dispatch(key, records, stop) for key, records in self._ready()]
+
+    # ------------------------------------------------------------------ one batch
+    def _invoke(self, records: list[Message]) -> dict[str, int]:
+        """One invocation: call, produce, flush, hand SignalR messages over; returns outputs per topic.
 
         Raises
         ------
-        CommitError
-            When outputs were not acknowledged; offsets are then left uncommitted.
+        Exception
+            Whatever the function raises; :class:`BindingError` for an invalid SignalR output;
+            :class:`OutputError` when outputs were not acknowledged.
         """
-        report = BatchReport()
-        # 1. consume
-        records = [m for m in self.consumer.consume(self.max_batch, self.max_wait_s) if not self._kafka_error(m)]
-        if not records:
-            return report
-        report.consumed = len(records)
         events = [
             func.EventHubEvent(
                 body=m.value() or b"",
@@ -266,42 +368,62 @@ class EventHubFunctionDriver:
             )
             for m in records
         ]
-        # 2. call the function
         outs = {name: CollectingOut() for name in self.outputs}
         hub_outs = {name: CollectingOut() for name in self.signalr_outputs}
         self.user_function(**{self.trigger_arg: events}, **outs, **hub_outs)
         hub_messages = {name: signalr_messages(out.get()) for name, out in hub_outs.items() if out.get() is not None}
-        # 3. produce its outputs
+        produced: dict[str, int] = {}
         self._failed_deliveries = 0
         for name, out in outs.items():
             items = out.items()
-            report.produced[self.outputs[name]] = len(items)
+            produced[self.outputs[name]] = len(items)
             for item in items:
                 value = item.encode() if isinstance(item, str) else item
                 self.producer.produce(self.outputs[name], value=value, key=_key_of(value), on_delivery=self._delivered)
                 self.producer.poll(0)
-        # 4. flush: every output acknowledged before anything is committed
         if self.producer.flush(30) > 0 or self._failed_deliveries:
-            raise CommitError(f"{self.name}: {self._failed_deliveries} outputs failed or unflushed; offsets not committed")
-        # after the flush, before the commit: SignalR messages to the hub (at most a duplicate on redelivery)
+            raise OutputError(f"{self.name}: {self._failed_deliveries} outputs failed or unflushed")
         for name, messages in hub_messages.items():
             hub = self.signalr_outputs[name]
-            report.produced[f"signalR:{hub}"] = len(messages)
+            produced[f"signalR:{hub}"] = len(messages)
             if self.signalr is not None:
                 self.signalr(hub, messages)
-        # 5. commit the consumed offsets
-        offsets: dict[tuple[str, int], int] = {}
-        for m in records:
-            offsets[(m.topic(), m.partition())] = max(offsets.get((m.topic(), m.partition()), -1), m.offset())
-        self.consumer.commit(
-            offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()], asynchronous=False
-        )
+        return produced
+
+    def _dispatch(self, key: _Key, records: list[Message], stop: threading.Event | None) -> BatchReport:
+        """Invoke for one partition's batch under the retry policy, then checkpoint past it."""
+        report = BatchReport(consumed=len(records), partition=key[1])
+
+        def attempt() -> None:
+            report.produced = self._invoke(records)
+
+        outcome: Outcome = execute(attempt, self.retry, self.name, stop, self.rng)
+        report.attempts = outcome.attempts
+        self.totals.attempts += outcome.attempts
+        if outcome.interrupted:  # stopping during a retry delay: no checkpoint, redelivered on restart
+            return report
+        if not outcome.succeeded:
+            report.lost = len(records)
+            self.totals.lost += report.lost
+            log.error("%s: batch of %d events (%s[%d] offsets %d-%d) failed %d time(s) (%s: %s); checkpointed past: lost",
+                      self.name, len(records), key[0], key[1], records[0].offset(), records[-1].offset(),
+                      outcome.attempts, "retry policy exhausted" if self.retry else "no retry policy", outcome.error)
+        self._checkpoint(key, records[-1].offset() + 1)
         self.totals.consumed += report.consumed
         for topic, n in report.produced.items():
             self.totals.produced[topic] = self.totals.produced.get(topic, 0) + n
         if self.on_batch is not None:
             self.on_batch(report)
         return report
+
+    def _checkpoint(self, key: _Key, next_offset: int) -> None:
+        """Count the batch; every ``batchCheckpointFrequency`` batches, commit the partition synchronously."""
+        batches = self._unsaved.get(key, (0, 0))[0] + 1
+        if batches < self.options.batch_checkpoint_frequency:
+            self._unsaved[key] = (batches, next_offset)
+            return
+        self.consumer.commit(offsets=[TopicPartition(key[0], key[1], next_offset)], asynchronous=False)
+        self._unsaved.pop(key, None)
 
     def _kafka_error(self, message: Any) -> bool:
         err = message.error()
@@ -312,26 +434,15 @@ class EventHubFunctionDriver:
         return True
 
     def run(self, stop: threading.Event) -> None:
-        """Drive batches until ``stop`` is set; a failing batch is logged and retried."""
+        """Drive batches until ``stop`` is set; an error outside an invocation (a failed commit) is logged."""
         while not stop.is_set():
             try:
-                self.run_once()
-            except Exception:  # keep driving, like the host: the batch is redelivered
-                log.exception("%s: invocation failed; its batch will be redelivered", self.name)
-                self._rewind()
+                self.run_once(stop)
+            except Exception:  # a failed checkpoint: the host logs it and reads on
+                log.exception("%s: driving failed outside an invocation", self.name)
                 stop.wait(1.0)
 
-    def _rewind(self) -> None:
-        """Seek back to the committed offsets, so an uncommitted batch is consumed again."""
-        assignment = self.consumer.assignment()
-        if not assignment:
-            return
-        for tp in self.consumer.committed(assignment, timeout=10):
-            if tp.offset < 0:  # nothing committed yet: start of the partition
-                tp.offset = OFFSET_BEGINNING
-            self.consumer.seek(tp)
-
     def close(self) -> None:
-        """Flush outputs and leave the consumer group."""
+        """Flush outputs and leave the consumer group (events not checkpointed are redelivered to the next owner)."""
         self.producer.flush(10)
         self.consumer.close()

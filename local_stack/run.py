@@ -7,8 +7,9 @@ Steps (each one prints a line):
 3. open the history store (SQLite file, or MySQL when ``MYSQL_URL`` is set);
 4. train the initial model prequentially on a bundled one-minute history and
    register it as the champion of ``MODEL_KEY``;
-5. drive the ``predict`` and ``archive`` functions from Kafka consumers, and
-   print every prediction from a third consumer group (an external consumer);
+5. drive the Event Hub functions (``predict``, ``archive``, ``broadcast``) from
+   Kafka consumers, each with its trigger's consumer group, and print every
+   prediction from one more consumer group (an external consumer);
    drive ``retrain`` on a short timer (every ``RETRAIN_EVERY_S`` seconds) and
    ``promote_model`` from a poller of Azurite standing in for Event Grid, printing
    each retrain outcome, promotion decision and model swap;
@@ -18,7 +19,7 @@ Steps (each one prints a line):
    stop every process it started.
 
 With ``web`` (``make run`` passes it), the HTTP API, the dashboard and a local
-SignalR hub fed by ``predict`` are served from the start (the URL is printed),
+SignalR hub fed by ``broadcast`` are served from the start (the URL is printed),
 and after the replay until Ctrl-C unless ``--exit-when-done``.
 
 The local stack's own settings (``REPLAY_SPEED``, ``RETRAIN_EVERY_S``, ``DASHBOARD_PORT``,
@@ -72,6 +73,7 @@ class PredictionPrinter:
     def __init__(self, consumer_config: dict, topic: str, out=sys.stdout) -> None:
         self.consumer = Consumer({**consumer_config, "group.id": "console", "enable.auto.commit": True})
         self.consumer.subscribe([topic])
+        self.topic = topic
         self.out = out
         self.printed = 0
         self.seen = 0
@@ -130,7 +132,7 @@ def run(
     """Run the local stack end to end; return the summary (see :func:`print_summary`).
 
     ``web`` (a :class:`~local_stack.http_host.WebOptions`) also serves the HTTP API,
-    the dashboard and a local SignalR hub fed by ``predict``, and may keep serving
+    the dashboard and a local SignalR hub fed by ``broadcast``, and may keep serving
     after the replay until ``web.serve_until`` is set; ``None`` (the default) serves
     nothing and returns when the pipeline drained.
 
@@ -262,8 +264,9 @@ def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, 
             f"ingestor finished: {replay_stats['published']} ticks published, {replay_stats['malformed']}"
             f" malformed lines set aside, {replay_stats['ticks_per_second']:,.0f} ticks/s"
         )
-        by_name = {d.name: d for d in drivers}
-        _wait_drained(by_name["predict"], by_name["archive"], printer, replay_stats["published"], deadline)
+        readers = [d for d in drivers if d.topic == settings.predictions_hub]  # archive, broadcast
+        _wait_drained(next(d for d in drivers if d.name == "predict"), readers, printer,
+                      replay_stats["published"], deadline)
         say(f"pipeline drained: {_counts(drivers)}")
     finally:
         if ingestor.poll() is None:
@@ -347,6 +350,7 @@ def _counts(drivers) -> str:
     return "; ".join(
         f"{d.name} consumed {d.totals.consumed}"
         + "".join(f", produced {n} to {t}" for t, n in sorted(d.totals.produced.items()))
+        + (f", LOST {d.totals.lost} events (failed invocations checkpointed past)" if d.totals.lost else "")
         for d in drivers
     )
 
@@ -372,22 +376,24 @@ def _register_initial_model(registry, key: str, history_file: Path, level: float
     )
 
 
-def _wait_drained(predict, archive, printer, published_ticks: int, deadline: float) -> None:
-    """Wait until ``predict`` committed every published tick, and ``archive`` and the printer
-    consumed every output of ``predict``.
+def _wait_drained(predict, readers, printer, published_ticks: int, deadline: float) -> None:
+    """Wait until ``predict`` committed every published tick, and every driver reading the
+    predictions hub (``readers``: ``archive``, ``broadcast``) and the printer consumed every
+    output of ``predict``.
 
     Counts, not watermarks: Tansu 0.6 reports a high watermark that is not the
     next offset (measured: 1 after ten single-record produces), so lag from
     watermarks is wrong against it.
     """
     while time.monotonic() < deadline:
-        outputs = predict.totals.produced.get(archive.topic, 0)
-        if predict.totals.consumed >= published_ticks and min(archive.totals.consumed, printer.seen) >= outputs:
+        outputs = predict.totals.produced.get(printer.topic, 0)
+        consumed = [d.totals.consumed for d in readers] + [printer.seen]
+        if predict.totals.consumed >= published_ticks and min(consumed) >= outputs:
             return
         time.sleep(0.2)
     raise RuntimeError(
         f"the pipeline did not drain before the deadline: predict consumed {predict.totals.consumed}"
-        f" of {published_ticks} ticks, archive {archive.totals.consumed} events"
+        f" of {published_ticks} ticks, " + ", ".join(f"{d.name} {d.totals.consumed} events" for d in readers)
     )
 
 

@@ -15,7 +15,7 @@ locally and in Azure:
    protocol: the client's handshake ``{"protocol":"json","version":1}`` + 0x1E is
    answered ``{}`` + 0x1E (or ``{"error": ...}`` for another protocol); each record
    ends with the record separator 0x1E.
-4. Messages published with :meth:`SignalRHubServer.publish` (the ``predict``
+4. Messages published with :meth:`SignalRHubServer.publish` (the ``broadcast``
    function's ``signalR`` output, routed here by the local driver) go to every
    client of the hub as invocations ``{"type":1,"target":...,"arguments":[...]}``.
    The hub pings (type 6) every ``ping_interval_s``, closes (type 7, with

@@ -81,6 +81,9 @@ SETTINGS: dict[str, Setting] = {
     ),
     "PREDICT_CONSUMER_GROUP": Setting("predict", "consumer group of the predict function on the ticks hub"),
     "ARCHIVE_CONSUMER_GROUP": Setting("archive", "consumer group of the archive function on the predictions hub"),
+    "BROADCAST_CONSUMER_GROUP": Setting(
+        "broadcast", "consumer group of the broadcast function (predictions hub -> SignalR) on the predictions hub"
+    ),
     "EVENTHUB__fullyQualifiedNamespace": Setting(
         None,
         "Event Hubs namespace host (<name>.servicebus.windows.net) for identity-based connections "
@@ -105,6 +108,16 @@ SETTINGS: dict[str, Setting] = {
         secret=True,
     ),
     "MODEL_STORAGE__blobServiceUri": Setting(None, "Blob service URL used with DefaultAzureCredential"),
+    "MODEL_STORAGE_RETRAIN_CLIENT_ID": Setting(
+        None,
+        "client id of the user-assigned identity retrain writes candidates with (with "
+        "MODEL_STORAGE__blobServiceUri; unset = DefaultAzureCredential, i.e. AZURE_CLIENT_ID)",
+    ),
+    "MODEL_STORAGE_PROMOTE_CLIENT_ID": Setting(
+        None,
+        "client id of the user-assigned identity promote_model writes pointers and decisions with "
+        "(with MODEL_STORAGE__blobServiceUri; unset = DefaultAzureCredential, i.e. AZURE_CLIENT_ID)",
+    ),
     "MODELS_CONTAINER": Setting("models", "blob container holding model blobs, pointers and decisions"),
     "MODEL_KEY": Setting(
         "default", "registry key of the fallback model, used for symbols with no champion of their own"
@@ -338,8 +351,11 @@ class Settings:
     deadletter_hub: str
     predict_consumer_group: str
     archive_consumer_group: str
+    broadcast_consumer_group: str
     model_storage_connection: str | None
     model_storage_url: str | None
+    model_storage_retrain_client_id: str | None
+    model_storage_promote_client_id: str | None
     models_container: str
     model_key: str
     model_poll_seconds: float
@@ -377,8 +393,11 @@ class Settings:
             deadletter_hub=read.text("DEADLETTER_HUB_NAME") or "",
             predict_consumer_group=read.text("PREDICT_CONSUMER_GROUP") or "",
             archive_consumer_group=read.text("ARCHIVE_CONSUMER_GROUP") or "",
+            broadcast_consumer_group=read.text("BROADCAST_CONSUMER_GROUP") or "",
             model_storage_connection=read.text("MODEL_STORAGE"),
             model_storage_url=read.text("MODEL_STORAGE__blobServiceUri"),
+            model_storage_retrain_client_id=read.text("MODEL_STORAGE_RETRAIN_CLIENT_ID"),
+            model_storage_promote_client_id=read.text("MODEL_STORAGE_PROMOTE_CLIENT_ID"),
             models_container=read.text("MODELS_CONTAINER") or "",
             model_key=read.text("MODEL_KEY") or "",
             model_poll_seconds=read.number("MODEL_POLL_SECONDS"),

@@ -25,6 +25,7 @@ PREDICTIONS_HUB = "predictions"
 DEADLETTER_HUB = "deadletter"
 PREDICT_CONSUMER_GROUP = "predict"
 ARCHIVE_CONSUMER_GROUP = "archive"
+BROADCAST_CONSUMER_GROUP = "broadcast"
 MODELS_CONTAINER = "models"
 SIGNALR_HUB = "tickcast"
 INGESTOR_HEALTH_PORT = 8080
@@ -52,6 +53,14 @@ MAX_PARTITIONS = 32
 #: Flex Consumption instance sizes (MB), https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan
 FLEX_INSTANCE_MEMORY_MB = (512, 2048, 4096)
 SIGNALR_SKUS = ("Free_F1", "Standard_S1", "Premium_P1")
+#: Messages per unit per day and concurrent connections per unit of each SignalR SKU ("Azure SignalR
+#: Service pricing" / "Azure SignalR Service limits": Free 20,000 messages/day and 20 connections;
+#: Standard and Premium 1,000,000 messages/day and 1,000 connections per unit).
+SIGNALR_QUOTAS = {
+    "Free_F1": (20_000, 20),
+    "Standard_S1": (1_000_000, 1_000),
+    "Premium_P1": (1_000_000, 1_000),
+}
 #: Logins Azure Database for MySQL refuses for the administrator.
 _RESERVED_LOGINS = {"azure_superuser", "admin", "administrator", "root", "guest", "public", "sa"}
 
@@ -68,6 +77,17 @@ class StackConfig:
     ``name_prefix`` is 3-11 lowercase letters and digits starting with a letter, so that the
     storage account's auto-generated name (prefix + ``st`` + 8 random characters) stays
     within Azure's 3-24 lowercase alphanumerics.
+
+    ``signalr_sku`` defaults to ``Standard_S1``: 1,000,000 messages and 1,000 connections per unit
+    per day (:data:`SIGNALR_QUOTAS`; each 2 KB of a message counts as one message, and a message
+    sent to N clients counts N times). The budget: four symbols' throttled prices (one per symbol
+    per ``PRICE_UPDATE_MS`` = 1 s) are ~4 messages/s per viewer, i.e. ~345,600 a day per viewer, plus
+    one prediction and one bar per symbol per minute (~11,500 a day per viewer): ``Standard_S1``
+    carries about 2.8 viewers around the clock (or ~67 viewer-hours a day) per unit; ``Free_F1``
+    (20,000 a day, 20 connections) would be spent by one viewer in about 1.3 hours. When the quota
+    is spent SignalR refuses further messages until the day ends; only the ``broadcast`` function
+    is affected (it has its own consumer group on the predictions hub), never ``predict``. Raise
+    the unit count or ``PRICE_UPDATE_MS`` for more viewers.
 
     ``ingestor_image`` empty means "no ingestor yet": the Container Apps environment and the
     registry are declared, the ingestor Container App only once an image was pushed and set.
@@ -93,7 +113,7 @@ class StackConfig:
     ingestor_subscriptions: str = DEFAULT_INGESTOR_SUBSCRIPTIONS
     ingestor_image: str = ""
     retrain_schedule: str = DEFAULT_RETRAIN_SCHEDULE
-    signalr_sku: str = "Free_F1"
+    signalr_sku: str = "Standard_S1"
     mysql_sku: str = "Standard_B1ms"
     mysql_tier: str = "Burstable"
     mysql_version: str = "8.0.21"
@@ -161,7 +181,9 @@ class StackConfig:
         for name in ("external_consumer_group", "mysql_database"):
             if not _NAME.fullmatch(getattr(self, name)):
                 raise ValueError(f"{self.CONFIG_KEYS[name]}={getattr(self, name)!r} is not a valid name")
-        if self.external_consumer_group in (PREDICT_CONSUMER_GROUP, ARCHIVE_CONSUMER_GROUP, "$Default"):
+        if self.external_consumer_group in (
+            PREDICT_CONSUMER_GROUP, ARCHIVE_CONSUMER_GROUP, BROADCAST_CONSUMER_GROUP, "$Default"
+        ):
             raise ValueError("externalConsumerGroup must differ from the functions' consumer groups")
         if not _LOGIN.fullmatch(self.mysql_admin_login) or self.mysql_admin_login.lower() in _RESERVED_LOGINS:
             raise ValueError(f"mysqlAdminLogin={self.mysql_admin_login!r} is not an allowed MySQL admin login")

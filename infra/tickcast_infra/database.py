@@ -64,7 +64,17 @@ def declare_database(config: StackConfig, group: resources.ResourceGroup) -> Dat
         administrator_login=config.mysql_admin_login,
         administrator_login_password=pulumi.Output.secret(config.mysql_admin_password),
         sku=dbformysql.MySQLServerSkuArgs(name=config.mysql_sku, tier=config.mysql_tier),
-        storage=dbformysql.StorageArgs(storage_size_gb=config.mysql_storage_gb, auto_grow="Enabled"),
+        # Every storage property explicit: StorageArgs silently fills in autoIoScaling="Enabled",
+        # logOnDisk and storageRedundancy when unset. Autoscale IOPS is a documented opt-in that
+        # bills per IO ("Azure Database for MySQL - Flexible Server service tiers", Autoscale IOPS);
+        # chosen here on purpose: retrain's hourly history reads must not stall on a fixed IOPS cap.
+        storage=dbformysql.StorageArgs(
+            storage_size_gb=config.mysql_storage_gb,
+            auto_grow="Enabled",
+            auto_io_scaling="Enabled",
+            log_on_disk="Disabled",
+            storage_redundancy="LocalRedundancy",
+        ),
         backup=dbformysql.BackupArgs(backup_retention_days=7, geo_redundant_backup="Disabled"),
         high_availability=dbformysql.HighAvailabilityArgs(mode="Disabled"),
         network=dbformysql.NetworkArgs(public_network_access="Enabled"),

@@ -8,8 +8,26 @@ Consumption rejects the runtime/deployment app settings older plans used
 (``FUNCTIONS_WORKER_RUNTIME``, ``FUNCTIONS_EXTENSION_VERSION``, ``WEBSITE_RUN_FROM_PACKAGE``...),
 so none are set.
 
-App settings come from :mod:`settings_contract`; the app runs as the ``functions`` identity,
-which also resolves Key Vault references (``keyVaultReferenceIdentity``).
+App settings come from :mod:`settings_contract`; the app carries the Function App's
+user-assigned identities (:mod:`identity`: ``host``, ``predict``, ``retrain``, ``promote``), and
+the ``host`` identity reads the deployment package and resolves Key Vault references
+(``keyVaultReferenceIdentity``).
+
+Flex Consumption rejects site properties older plans used ("Flex Consumption plan deprecations",
+https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations:
+``properties.ftpsState`` "FTPS not supported", ``properties.netFrameworkVersion``,
+``properties.IsXenon``, ``use32BitWorkerProcess``...), and ARM enforces it with error 51021 ("The
+following site configuration property (Site.SiteConfig.NetFrameworkVersion) for Flex Consumption
+sites is invalid", pulumi/pulumi-azure-native#4168; FtpsState, Use32BitWorkerProcess,
+NetFrameworkVersion and FunctionsRuntimeScaleMonitoringEnabled in microsoft/azure-pipelines-tasks#21032,
+in West Europe). pulumi-azure-native injects some of them itself: ``web.SiteConfigArgs`` sets
+``netFrameworkVersion='v4.6'``, ``http20Enabled=True`` and ``localMySqlEnabled=False`` when
+unset, and ``web.WebApp`` sets ``isXenon``, ``hyperV``, ``clientAffinityEnabled`` and
+``scmSiteAlsoStopped`` to ``False`` (``web/_inputs.py`` and ``web/web_app.py`` of 3.29). So the site
+config is passed as a plain mapping (app settings, TLS minimums, HTTP/2: no constructor, no
+defaults), no FTPS state is sent (Flex has no FTP endpoint to disable), and
+:func:`strip_injected_site_defaults` removes the site-level defaults before registration
+(a ``transformations`` hook: it runs in the program, so the unit tests see exactly what is sent).
 
 The app's name is fixed before it exists (``<prefix>-func-<hash of the resource group id>``, like
 Bicep's ``uniqueString(resourceGroup().id)``), so its host name ``<name>.azurewebsites.net`` —
@@ -30,6 +48,31 @@ from pulumi_azure_native import resources, web
 from .config import DASHBOARD_PATH, NEGOTIATE_PATH, StackConfig
 
 PYTHON_VERSION = "3.11"
+#: Site-level inputs ``web.WebApp`` fills in when unset (pulumi-azure-native 3.29 ``web/web_app.py``),
+#: with the value it injects; ``is_xenon`` is on Flex's deprecation list ("Not valid").
+INJECTED_SITE_DEFAULTS = {
+    "client_affinity_enabled": False,
+    "hyper_v": False,
+    "is_xenon": False,
+    "scm_site_also_stopped": False,
+}
+
+
+def strip_injected_site_defaults(
+    args: pulumi.ResourceTransformationArgs,
+) -> pulumi.ResourceTransformationResult | None:
+    """Drop the inputs ``web.WebApp`` injected with their default values (:data:`INJECTED_SITE_DEFAULTS`).
+
+    A ``ResourceOptions.transformations`` hook for the Function App: values the program set
+    differently are kept. Other resource types pass unchanged (``None``).
+    """
+    if args.type_ != "azure-native:web:WebApp":
+        return None
+    props = {
+        k: v for k, v in args.props.items()
+        if not (k in INJECTED_SITE_DEFAULTS and v is INJECTED_SITE_DEFAULTS[k])
+    }
+    return pulumi.ResourceTransformationResult(props, args.opts)
 
 
 def unique_suffix(seed: str, length: int = 8) -> str:
@@ -75,12 +118,15 @@ def declare_function_app(
     group: resources.ResourceGroup,
     name: pulumi.Input[str],
     identity_id: pulumi.Input[str],
+    identity_ids: list[pulumi.Input[str]],
     deployment_container_url: pulumi.Input[str],
     app_settings: Mapping[str, pulumi.Input[str]],
     depends_on: list[pulumi.Resource],
 ) -> FunctionApp:
     """Declare the Flex Consumption plan and the Function App.
 
+    ``identity_id`` is the ``host`` identity (deployment package, Key Vault references);
+    ``identity_ids`` every user-assigned identity the app carries (``identity_id`` among them).
     ``depends_on`` should hold the identity's role assignments, so that the host starts with
     its rights in place (storage, Key Vault references, Event Hubs).
     """
@@ -102,7 +148,7 @@ def declare_function_app(
         server_farm_id=plan.id,
         https_only=True,
         identity=web.ManagedServiceIdentityArgs(
-            type=web.ManagedServiceIdentityType.USER_ASSIGNED, user_assigned_identities=[identity_id]
+            type=web.ManagedServiceIdentityType.USER_ASSIGNED, user_assigned_identities=identity_ids
         ),
         key_vault_reference_identity=identity_id,
         function_app_config=web.FunctionAppConfigArgs(
@@ -122,13 +168,13 @@ def declare_function_app(
                 maximum_instance_count=config.function_maximum_instances,
             ),
         ),
-        site_config=web.SiteConfigArgs(
-            app_settings=[web.NameValuePairArgs(name=k, value=v) for k, v in app_settings.items()],
-            min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
-            scm_min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
-            ftps_state=web.FtpsState.DISABLED,
-            http20_enabled=True,
-        ),
-        opts=pulumi.ResourceOptions(depends_on=depends_on),
+        # A plain mapping, not web.SiteConfigArgs (whose constructor adds netFrameworkVersion).
+        site_config={
+            "app_settings": [{"name": k, "value": v} for k, v in app_settings.items()],
+            "min_tls_version": web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
+            "scm_min_tls_version": web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
+            "http20_enabled": True,
+        },
+        opts=pulumi.ResourceOptions(depends_on=depends_on, transformations=[strip_injected_site_defaults]),
     )
     return FunctionApp(plan=plan, app=app, host_name=app.default_host_name)

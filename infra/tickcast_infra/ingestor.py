@@ -66,9 +66,9 @@ def declare_environment(
                 customer_id=workspace.customer_id, shared_key=shared_key
             ),
         ),
-        workload_profiles=[
-            app.WorkloadProfileArgs(name=WORKLOAD_PROFILE, workload_profile_type=WORKLOAD_PROFILE)
-        ],
+        # A plain mapping: app.WorkloadProfileArgs adds enableFips=False, a property of dedicated
+        # profiles only (Azure/azure-rest-api-specs#30418), never of the Consumption profile.
+        workload_profiles=[{"name": WORKLOAD_PROFILE, "workload_profile_type": WORKLOAD_PROFILE}],
     )
 
 

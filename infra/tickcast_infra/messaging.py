@@ -6,8 +6,11 @@ managed identities (``EVENTHUB__fullyQualifiedNamespace``), external consumers a
 with Azure Event Hubs Data Receiver on the hub they read.
 
 Consumer groups: ``predict`` (the predict function, on ``ticks``), ``archive`` (the archive
-function, on ``predictions``) and ``external`` (other readers of ``predictions``, e.g. a
-notebook or a second dashboard), so that no reader steals another's checkpoints.
+function, on ``predictions``), ``broadcast`` (the broadcast function, ``predictions`` -> SignalR,
+so that a SignalR failure or spent quota never holds back ``predict`` nor ``archive``) and
+``external`` (other readers of ``predictions``, e.g. a notebook or a second dashboard), so that no
+reader steals another's checkpoints (each consumer group keeps its own offsets: "Event Hubs
+features", section "Consumer groups", https://learn.microsoft.com/azure/event-hubs/event-hubs-features#consumer-groups).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pulumi_azure_native import eventhub, resources
 
 from .config import (
     ARCHIVE_CONSUMER_GROUP,
+    BROADCAST_CONSUMER_GROUP,
     DEADLETTER_HUB,
     PREDICT_CONSUMER_GROUP,
     PREDICTIONS_HUB,
@@ -80,6 +84,7 @@ def declare_messaging(config: StackConfig, group: resources.ResourceGroup) -> Me
         for hub, group_name in (
             (TICKS_HUB, PREDICT_CONSUMER_GROUP),
             (PREDICTIONS_HUB, ARCHIVE_CONSUMER_GROUP),
+            (PREDICTIONS_HUB, BROADCAST_CONSUMER_GROUP),
             (PREDICTIONS_HUB, config.external_consumer_group),
         )
     }

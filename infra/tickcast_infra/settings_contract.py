@@ -26,7 +26,14 @@ developer guide (https://learn.microsoft.com/azure/azure-functions/functions-ref
 a connection ``<prefix>`` becomes the settings ``<prefix>__<serviceUri-property>``, plus
 ``<prefix>__credential=managedidentity`` and ``<prefix>__clientId=<client id>`` to select the
 user-assigned identity. The blob trigger additionally needs ``<prefix>__queueServiceUri``
-(it keeps receipts and poison messages in queues of that account).
+(it keeps its poison messages in queues of that account).
+
+Which identity each connection and SDK client uses is the scheme of :mod:`identity`: the host
+connections (``AzureWebJobsStorage``, ``EVENTHUB``, ``AzureSignalRConnectionString``) name the
+``host`` identity, ``MODEL_STORAGE`` (promote_model's blob trigger) the ``promote`` identity;
+``AZURE_CLIENT_ID`` (what ``DefaultAzureCredential`` picks, i.e. ``predict``'s registry client)
+names ``predict``, and ``MODEL_STORAGE_RETRAIN_CLIENT_ID`` / ``MODEL_STORAGE_PROMOTE_CLIENT_ID``
+the writers' identities ``shared/serving/wiring.py`` selects for retrain and promotion.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import pulumi
 
 from .config import (
     ARCHIVE_CONSUMER_GROUP,
+    BROADCAST_CONSUMER_GROUP,
     DEADLETTER_HUB,
     INGESTOR_HEALTH_PORT,
     INGESTOR_PUBLISHER,
@@ -66,16 +74,28 @@ class Handling(enum.Enum):
 
 @dataclass(frozen=True)
 class Wiring:
-    """The values app settings are wired from (Outputs of the declared resources, and config)."""
+    """The values app settings are wired from (Outputs of the declared resources, and config).
+
+    ``client_id`` is the workload's default identity (``AZURE_CLIENT_ID``: the ingestor's, or the
+    Function App's ``predict``); ``host_client_id``, ``retrain_client_id`` and
+    ``promote_client_id`` are the Function App's other identities (:mod:`identity`). ``blob_endpoint``,
+    ``queue_endpoint`` and ``table_endpoint`` are the host account's, ``models_blob_endpoint`` and
+    ``models_queue_endpoint`` the models account's.
+    """
 
     client_id: pulumi.Input[str]
     eventhub_namespace: pulumi.Input[str]
     symbols: str
     ingestor_subscriptions: str
     retrain_schedule: str
+    host_client_id: pulumi.Input[str] = ""
+    retrain_client_id: pulumi.Input[str] = ""
+    promote_client_id: pulumi.Input[str] = ""
     blob_endpoint: pulumi.Input[str] = ""
     queue_endpoint: pulumi.Input[str] = ""
     table_endpoint: pulumi.Input[str] = ""
+    models_blob_endpoint: pulumi.Input[str] = ""
+    models_queue_endpoint: pulumi.Input[str] = ""
     signalr_uri: pulumi.Input[str] = ""
     mysql_url: pulumi.Input[str] = ""
     app_insights_connection_string: pulumi.Input[str] = ""
@@ -133,17 +153,32 @@ FUNCTION_APP: Mapping[str, Rule] = {
     "DEADLETTER_HUB_NAME": _fixed(DEADLETTER_HUB, "binding expression: the deadletter hub"),
     "PREDICT_CONSUMER_GROUP": _fixed(PREDICT_CONSUMER_GROUP, "binding expression: consumer group on ticks"),
     "ARCHIVE_CONSUMER_GROUP": _fixed(ARCHIVE_CONSUMER_GROUP, "binding expression: consumer group on predictions"),
+    "BROADCAST_CONSUMER_GROUP": _fixed(
+        BROADCAST_CONSUMER_GROUP, "binding expression: broadcast's consumer group on predictions"
+    ),
     "EVENTHUB__fullyQualifiedNamespace": _value(
-        "connection EVENTHUB with the functions identity", lambda w: w.eventhub_namespace
+        "connection EVENTHUB with the host identity", lambda w: w.eventhub_namespace
     ),
     "EVENTHUB": _EVENTHUB_REPLACED,
-    "AZURE_CLIENT_ID": _value("DefaultAzureCredential picks the functions identity", lambda w: w.client_id),
+    "AZURE_CLIENT_ID": _value(
+        "DefaultAzureCredential picks the predict identity (reads models, writes checkpoints only)",
+        lambda w: w.client_id,
+    ),
+    "MODEL_STORAGE_RETRAIN_CLIENT_ID": _value(
+        "retrain's registry client uses the retrain identity (writes candidates only)",
+        lambda w: w.retrain_client_id,
+    ),
+    "MODEL_STORAGE_PROMOTE_CLIENT_ID": _value(
+        "promote_model's registry client uses the promote identity (writes pointers and decisions only)",
+        lambda w: w.promote_client_id,
+    ),
     "MODEL_STORAGE": Rule(
         Handling.REPLACED, "identity-based connection instead of a connection string",
         replaced_by="MODEL_STORAGE__blobServiceUri",
     ),
     "MODEL_STORAGE__blobServiceUri": _value(
-        "model registry and the promote_model blob trigger (connection MODEL_STORAGE)", lambda w: w.blob_endpoint
+        "model registry and the promote_model blob trigger (connection MODEL_STORAGE): the models account",
+        lambda w: w.models_blob_endpoint,
     ),
     "MODELS_CONTAINER": _fixed(MODELS_CONTAINER, "the container infra creates"),
     "MODEL_KEY": _default("registry key 'default' is what retrain trains and predict falls back to"),
@@ -210,19 +245,35 @@ def check_azure_only(local_only: set[str]) -> None:
         if wrong:
             raise ValueError(f"{workload}: local-only settings must not be set in Azure: {wrong}")
 
-#: Identity-based connection groups of the Function App: prefix -> service-URI properties set
-#: (beyond the one in the contract above) -> how the value is wired. Each also gets
+@dataclass(frozen=True)
+class Connection:
+    """An identity-based connection: its service-URI properties (beyond the one in the contract
+    above) and the client id of the user-assigned identity it authenticates as."""
+
+    properties: Mapping[str, Value]
+    client_id: Value
+
+
+def _host(w: Wiring) -> pulumi.Input[str]:
+    return w.host_client_id
+
+
+#: Identity-based connection groups of the Function App: prefix -> :class:`Connection`. Each gets
 #: ``__credential=managedidentity`` and ``__clientId``.
-FUNCTION_IDENTITY_CONNECTIONS: Mapping[str, Mapping[str, Value]] = {
-    "EVENTHUB": {},
-    "MODEL_STORAGE": {"queueServiceUri": lambda w: w.queue_endpoint},
-    "AzureSignalRConnectionString": {"serviceUri": lambda w: w.signalr_uri},
-    # The host's own storage ("Connecting to host storage with an identity").
-    "AzureWebJobsStorage": {
-        "blobServiceUri": lambda w: w.blob_endpoint,
-        "queueServiceUri": lambda w: w.queue_endpoint,
-        "tableServiceUri": lambda w: w.table_endpoint,
-    },
+FUNCTION_IDENTITY_CONNECTIONS: Mapping[str, Connection] = {
+    "EVENTHUB": Connection({}, _host),
+    # promote_model's blob trigger: poison queue in the models account.
+    "MODEL_STORAGE": Connection({"queueServiceUri": lambda w: w.models_queue_endpoint}, lambda w: w.promote_client_id),
+    "AzureSignalRConnectionString": Connection({"serviceUri": lambda w: w.signalr_uri}, _host),
+    # The host's own storage ("Connecting to host storage with an identity"): the host account.
+    "AzureWebJobsStorage": Connection(
+        {
+            "blobServiceUri": lambda w: w.blob_endpoint,
+            "queueServiceUri": lambda w: w.queue_endpoint,
+            "tableServiceUri": lambda w: w.table_endpoint,
+        },
+        _host,
+    ),
 }
 
 #: Host-level settings of the Function App that are not the code's (Application Insights with
@@ -230,7 +281,7 @@ FUNCTION_IDENTITY_CONNECTIONS: Mapping[str, Mapping[str, Value]] = {
 FUNCTION_HOST_SETTINGS: Mapping[str, Value] = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING": lambda w: w.app_insights_connection_string,
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": lambda w: pulumi.Output.concat(
-        "ClientId=", w.client_id, ";Authorization=AAD"
+        "ClientId=", w.host_client_id, ";Authorization=AAD"
     ),
 }
 
@@ -271,11 +322,11 @@ def function_app_settings(
     settings = plain_settings(FUNCTIONS, wiring)
     for name, secret in secret_settings(FUNCTIONS).items():
         settings[name] = secret_reference(secret)
-    for prefix, properties in FUNCTION_IDENTITY_CONNECTIONS.items():
-        for prop, value in properties.items():
+    for prefix, connection in FUNCTION_IDENTITY_CONNECTIONS.items():
+        for prop, value in connection.properties.items():
             settings[f"{prefix}__{prop}"] = value(wiring)
         settings[f"{prefix}__credential"] = "managedidentity"
-        settings[f"{prefix}__clientId"] = wiring.client_id
+        settings[f"{prefix}__clientId"] = connection.client_id(wiring)
     for name, value in FUNCTION_HOST_SETTINGS.items():
         settings[name] = value(wiring)
     return settings

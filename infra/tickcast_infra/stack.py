@@ -3,13 +3,14 @@
 :func:`build` declares, in one resource group:
 
 - monitoring: Log Analytics workspace, Application Insights (:mod:`.monitoring`);
-- storage: account with the ``models`` and ``app-package`` containers (:mod:`.storage`);
+- storage: the host account with ``app-package``, the models account with ``models`` (:mod:`.storage`);
 - Event Hubs: Standard namespace, hubs ``ticks``/``predictions``/``deadletter``, consumer groups
-  ``predict``/``archive``/``external`` (:mod:`.messaging`);
+  ``predict``/``archive``/``broadcast``/``external`` (:mod:`.messaging`);
 - MySQL flexible server, database, TLS required, firewall rule for Azure services (:mod:`.database`);
 - Key Vault holding ``MYSQL_URL`` (:mod:`.vault`);
 - SignalR Service, Serverless, CORS for the dashboard (:mod:`.signalr`);
-- one user-assigned identity per workload and their role assignments (:mod:`.identity`);
+- user-assigned identities per workload (``host``, ``predict``, ``retrain``, ``promote`` for the
+  Function App, ``ingestor``) and their role assignments (:mod:`.identity`);
 - the Flex Consumption Function App with its app settings (:mod:`.functionapp`,
   :mod:`.settings_contract`), and the Event Grid topic/subscription of ``promote_model`` (:mod:`.events`);
 - Container Apps environment, container registry and the ingestor app (:mod:`.ingestor`).
@@ -46,7 +47,7 @@ from .config import (
 from .database import Database, database_url, declare_database
 from .events import Events, declare_events
 from .functionapp import FunctionApp, declare_function_app, default_host_name, function_app_name
-from .identity import Workload, workload_identity
+from .identity import Workload, path_condition, workload_identity
 from .ingestor import Ingestor, declare_environment, declare_ingestor_app, declare_registry
 from .messaging import Messaging, declare_messaging
 from .monitoring import Monitoring, declare_monitoring
@@ -62,6 +63,12 @@ from .settings_contract import (
 from .signalr import SignalR, declare_signalr
 from .storage import Storage, declare_storage
 from .vault import Vault, declare_vault
+
+#: The Function App's identities (:mod:`.identity`); ``host`` first (deployment, Key Vault references).
+HOST, PREDICT, RETRAIN, PROMOTE = "host", "predict", "retrain", "promote"
+FUNCTION_IDENTITIES = (HOST, PREDICT, RETRAIN, PROMOTE)
+#: Registry paths each model identity may write (keys of ``identity.REGISTRY_PATHS``).
+MODEL_WRITES = {PREDICT: ("checkpoints",), RETRAIN: ("candidates",), PROMOTE: ("pointer", "decisions")}
 
 __all__ = [
     "ARCHIVE_CONSUMER_GROUP",
@@ -96,6 +103,7 @@ class StackOutputs:
     # Shortcuts kept from the first cut of the stack.
     @property
     def storage_account(self) -> storage.StorageAccount:
+        """The host account (AzureWebJobsStorage, deployment packages)."""
         return self.storage.account
 
     @property
@@ -123,6 +131,7 @@ class StackOutputs:
         outputs = {
             "resource_group_name": self.resource_group.name,
             "storage_account_name": self.storage.account.name,
+            "models_storage_account_name": self.storage.models_account.name,
             "eventhub_namespace_name": self.messaging.namespace.name,
             "eventhub_fully_qualified_namespace": self.messaging.fully_qualified_namespace,
             "function_app_name": self.function_app.app.name,
@@ -141,37 +150,51 @@ class StackOutputs:
 
 
 def _grant_function_roles(
-    functions: Workload,
+    ids: Mapping[str, Workload],
     subscription_id: pulumi.Input[str],
     messaging: Messaging,
-    account: storage.StorageAccount,
+    store: Storage,
     signalr: SignalR,
     vault: Vault,
     monitoring: Monitoring,
 ) -> None:
-    """The Function App's rights: receive on the hubs it is triggered by, send on those it writes,
-    own blobs (host storage, model registry), queues and tables of the storage account (host and
-    blob trigger), SignalR Service Owner, read its own Key Vault secrets, publish telemetry."""
+    """The Function App identities' rights (:mod:`.identity` says why each and what it isolates).
+
+    ``host``: receive on the hubs the functions are triggered by, send on those they write, own
+    blobs and use queues and tables of the host account (host storage, deployment packages),
+    SignalR Service Owner (negotiate, broadcast), read its Key Vault secrets, publish telemetry.
+    ``predict``/``retrain``/``promote``: Storage Blob Data Contributor on the ``models`` container,
+    writes limited to their registry paths; ``promote`` also uses the models account's queues
+    (promote_model's blob trigger keeps its poison queue there).
+    """
+    host = ids[HOST]
     hubs = messaging.hubs
     for hub in (TICKS_HUB, PREDICTIONS_HUB):
-        functions.grant(f"eh-receive-{hub}", roles.EVENT_HUBS_DATA_RECEIVER, hubs[hub].id, subscription_id,
-                        f"Event Hub trigger on {hub}")
+        host.grant(f"eh-receive-{hub}", roles.EVENT_HUBS_DATA_RECEIVER, hubs[hub].id, subscription_id,
+                   f"Event Hub trigger on {hub}")
     for hub in (PREDICTIONS_HUB, DEADLETTER_HUB):
-        functions.grant(f"eh-send-{hub}", roles.EVENT_HUBS_DATA_SENDER, hubs[hub].id, subscription_id,
-                        f"Event Hub output to {hub}")
-    functions.grant("blob-owner", roles.STORAGE_BLOB_DATA_OWNER, account.id, subscription_id,
-                    "host storage (AzureWebJobsStorage), deployment packages and model blobs")
-    functions.grant("queue-contributor", roles.STORAGE_QUEUE_DATA_CONTRIBUTOR, account.id, subscription_id,
-                    "host queues and the promote_model blob trigger's queues")
-    functions.grant("table-contributor", roles.STORAGE_TABLE_DATA_CONTRIBUTOR, account.id, subscription_id,
-                    "host diagnostic events")
-    functions.grant("signalr-owner", roles.SIGNALR_SERVICE_OWNER, signalr.service.id, subscription_id,
-                    "SignalR bindings in Serverless mode")
+        host.grant(f"eh-send-{hub}", roles.EVENT_HUBS_DATA_SENDER, hubs[hub].id, subscription_id,
+                   f"Event Hub output to {hub}")
+    account = store.account.id
+    host.grant("blob-owner", roles.STORAGE_BLOB_DATA_OWNER, account, subscription_id,
+               "host storage (AzureWebJobsStorage) and deployment packages, host account only")
+    host.grant("queue-contributor", roles.STORAGE_QUEUE_DATA_CONTRIBUTOR, account, subscription_id,
+               "host queues (timer and blob trigger bookkeeping)")
+    host.grant("table-contributor", roles.STORAGE_TABLE_DATA_CONTRIBUTOR, account, subscription_id,
+               "host diagnostic events")
+    host.grant("signalr-owner", roles.SIGNALR_SERVICE_OWNER, signalr.service.id, subscription_id,
+               "SignalR bindings of negotiate and broadcast, Serverless mode")
     for name in secret_settings(FUNCTIONS).values():
-        functions.grant(f"kv-{name}", roles.KEY_VAULT_SECRETS_USER, vault.secrets[name].id, subscription_id,
-                        f"Key Vault reference to {name}")
-    functions.grant("appi-publisher", roles.MONITORING_METRICS_PUBLISHER, monitoring.app_insights.id,
-                    subscription_id, "Entra-authenticated telemetry")
+        host.grant(f"kv-{name}", roles.KEY_VAULT_SECRETS_USER, vault.secrets[name].id, subscription_id,
+                   f"Key Vault reference to {name}")
+    host.grant("appi-publisher", roles.MONITORING_METRICS_PUBLISHER, monitoring.app_insights.id,
+               subscription_id, "Entra-authenticated telemetry")
+    for key, kinds in MODEL_WRITES.items():
+        ids[key].grant("models-blob", roles.STORAGE_BLOB_DATA_CONTRIBUTOR, store.models_container_id,
+                       subscription_id, f"read models, write only {'/'.join(kinds)}",
+                       condition=path_condition(kinds))
+    ids[PROMOTE].grant("models-queue", roles.STORAGE_QUEUE_DATA_CONTRIBUTOR, store.models_account.id,
+                       subscription_id, "promote_model blob trigger's poison queue")
 
 
 def build(config: StackConfig) -> StackOutputs:
@@ -184,7 +207,7 @@ def build(config: StackConfig) -> StackOutputs:
     store = declare_storage(config, group)
     messaging = declare_messaging(config, group)
     database = declare_database(config, group)
-    functions = workload_identity(prefix, FUNCTIONS, group)
+    ids = {key: workload_identity(prefix, key, group) for key in FUNCTION_IDENTITIES}
     ingestor_identity = workload_identity(prefix, INGESTOR, group)
 
     app_name = function_app_name(prefix, group)
@@ -192,14 +215,19 @@ def build(config: StackConfig) -> StackOutputs:
     signalr = declare_signalr(config, group, allowed_origins=[pulumi.Output.concat("https://", host_name)])
 
     function_wiring = Wiring(
-        client_id=functions.client_id,
+        client_id=ids[PREDICT].client_id,
         eventhub_namespace=messaging.fully_qualified_namespace,
         symbols=config.symbols,
         ingestor_subscriptions=config.ingestor_subscriptions,
         retrain_schedule=config.retrain_schedule,
+        host_client_id=ids[HOST].client_id,
+        retrain_client_id=ids[RETRAIN].client_id,
+        promote_client_id=ids[PROMOTE].client_id,
         blob_endpoint=store.endpoint("blob"),
         queue_endpoint=store.endpoint("queue"),
         table_endpoint=store.endpoint("table"),
+        models_blob_endpoint=store.models_endpoint("blob"),
+        models_queue_endpoint=store.models_endpoint("queue"),
         signalr_uri=signalr.service_uri,
         mysql_url=database_url(config, database),
         app_insights_connection_string=monitoring.app_insights.connection_string,
@@ -216,17 +244,18 @@ def build(config: StackConfig) -> StackOutputs:
         {**secrets_needed(FUNCTIONS, function_wiring), **secrets_needed(INGESTOR, ingestor_wiring)},
     )
 
-    _grant_function_roles(functions, client.subscription_id, messaging, store.account, signalr, vault, monitoring)
+    _grant_function_roles(ids, client.subscription_id, messaging, store, signalr, vault, monitoring)
     function_app = declare_function_app(
         config,
         group,
         name=app_name,
-        identity_id=functions.resource_id,
+        identity_id=ids[HOST].resource_id,
+        identity_ids=[w.resource_id for w in ids.values()],
         deployment_container_url=store.deployment_container_url,
         app_settings=function_app_settings(function_wiring, vault.reference),
-        depends_on=list(functions.assignments),
+        depends_on=[a for w in ids.values() for a in w.assignments],
     )
-    events = declare_events(config, group, store.account.id, function_app.app, function_app.host_name)
+    events = declare_events(config, group, store.models_account.id, function_app.app, function_app.host_name)
 
     registry = declare_registry(config, group)
     environment = declare_environment(config, group, monitoring.workspace)
@@ -258,7 +287,7 @@ def build(config: StackConfig) -> StackOutputs:
         database=database,
         vault=vault,
         signalr=signalr,
-        workloads={FUNCTIONS: functions, INGESTOR: ingestor_identity},
+        workloads={**ids, INGESTOR: ingestor_identity},
         function_app=function_app,
         events=events,
         ingestor=Ingestor(registry=registry, environment=environment, app=ingestor_app),

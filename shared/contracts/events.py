@@ -1,7 +1,7 @@
 """Event records exchanged on the hubs, and their JSON codecs.
 
 Every event is one UTF-8 JSON object with a schema version ``v`` and a ``type``
-(``tick``, ``bar``, ``prediction``, ``deadletter``). Unknown fields are ignored
+(``tick``, ``bar``, ``prediction``, ``price``, ``model_change``, ``deadletter``). Unknown fields are ignored
 on decode, so producers may add fields without breaking consumers; a missing or
 invalid required field raises :class:`MalformedEventError`, which callers count
 and set aside (dead-letter) without failing the rest of their batch.
@@ -150,8 +150,31 @@ class ModelChange:
     type = "model_change"
 
 
-Event = Tick | Bar | Prediction | DeadLetter | ModelChange
-_TYPES: dict[str, type] = {cls.type: cls for cls in (Tick, Bar, Prediction, DeadLetter, ModelChange)}
+@dataclass(frozen=True, slots=True)
+class PriceUpdate:
+    """The newest accepted trade price of one symbol (hub ``predictions``, ``type`` = ``price``).
+
+    Emitted by ``predict`` at most once per symbol every ``PRICE_UPDATE_MS`` (on its
+    wall clock), so that the ``broadcast`` function can send live prices to SignalR
+    clients without reading the ticks hub. ``price`` is the price of the newest
+    accepted trade of the batch (quote currency), ``event_time_ms`` its exchange
+    time and ``sent_at_ms`` when ``predict`` made the update (ms since epoch UTC).
+    Ticks set aside (malformed, late, out of sequence) never become a price update.
+    """
+
+    exchange: str
+    symbol: str
+    price: float
+    event_time_ms: int
+    sent_at_ms: int
+
+    type = "price"
+
+
+Event = Tick | Bar | Prediction | DeadLetter | ModelChange | PriceUpdate
+_TYPES: dict[str, type] = {cls.type: cls for cls in (Tick, Bar, Prediction, DeadLetter, ModelChange, PriceUpdate)}
+OUTPUT_TYPES: tuple[type, ...] = (Bar, Prediction, ModelChange, PriceUpdate)
+"""The event classes carried by the ``predictions`` hub."""
 
 
 def to_dict(event: Event) -> dict[str, Any]:
@@ -262,20 +285,20 @@ def _decode_fields(cls: type, obj: Mapping[str, Any]) -> Event:
     return cls(**values)
 
 
-def decode_output(raw: bytes | str | Mapping[str, Any]) -> Bar | Prediction | ModelChange:
-    """Decode and validate an event from the ``predictions`` hub (bar, prediction or model change).
+def decode_output(raw: bytes | str | Mapping[str, Any]) -> Bar | Prediction | ModelChange | PriceUpdate:
+    """Decode and validate an event from the ``predictions`` hub (bar, prediction, model change or price).
 
     Raises
     ------
     MalformedEventError
-        Not JSON, wrong ``v``, a ``type`` other than ``bar``/``prediction``/``model_change``,
+        Not JSON, wrong ``v``, a ``type`` other than ``bar``/``prediction``/``model_change``/``price``,
         or an invalid field (prices must be finite and > 0).
     """
     obj = _load(raw)
     cls = _TYPES.get(obj.get("type"))  # type: ignore[arg-type]
-    if cls not in (Bar, Prediction, ModelChange):
+    if cls not in OUTPUT_TYPES:
         raise MalformedEventError(
-            f"expected type 'bar', 'prediction' or 'model_change', got {obj.get('type')!r}"
+            f"expected type 'bar', 'prediction', 'model_change' or 'price', got {obj.get('type')!r}"
         )
     event = _decode_fields(cls, obj)
     if isinstance(event, Prediction) and not 0 < event.interval_level < 1:

@@ -1,37 +1,164 @@
-"""The ``predict`` use case: a batch of raw tick events in, bar and prediction events out.
+"""The ``predict`` use case: a batch of raw tick events in, bar, prediction and price events out.
 
 Decoding and validation happen here, event by event: a malformed tick is counted,
 logged with its position and set aside as a dead letter, and the rest of the
 batch is processed. Valid ticks go through :class:`shared.serving.engine.ForecastEngine`.
 The Azure Function and the local stack are two thin drivers of :class:`PredictService`.
+
+Redelivery never applies a tick twice
+-------------------------------------
+``predict`` declares a retry policy, and the host then invokes it again with the same
+batch after a failure — for instance when an output binding failed, which code cannot
+catch ("Azure Functions error handling and retries", learn.microsoft.com/azure/azure-functions/
+functions-bindings-error-pages: "When using output bindings, you can't handle errors that occur
+when accessing the remote service"; retry policies are supported for the Event Hubs trigger).
+The engine's state is in memory and a tick changes it (bar builder, features, the model learns),
+so a retried batch must not be fed to it again. Each event is named by its partition and
+sequence number (:class:`AppliedEvents`); an event the engine already applied is not applied
+again: its outputs and dead letter are re-emitted from a bounded cache, so a retried invocation
+sends exactly what the failed one should have. Events older than the cache are skipped and
+counted (``redelivered_uncached``): their state is applied, their outputs were the failed
+invocation's. A batch that fails half-way *inside* the engine is not atomic (ticks before the
+failure were applied and are replayed from the cache, the rest are applied on the retry); making a
+failing batch atomic belongs to the reliability issue (#13, item 3).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from shared.contracts.batches import BatchResult, RawEvent
+from shared.contracts.events import MalformedEventError, PriceUpdate, Tick, decode_tick, encode
 from shared.lifecycle.champions import ChampionSource
-from shared.serving.engine import ForecastEngine, Warmup
-from shared.contracts.events import MalformedEventError, Tick, decode_tick, encode
 from shared.lifecycle.registry import ModelRegistry
+from shared.serving.engine import ForecastEngine, Warmup, now_ms
 
 log = logging.getLogger(__name__)
 
+EventId = tuple[str, int]
+"""Where an event sits in its hub: ``(partition, sequence number)``; sequence numbers grow within a partition."""
+
+REPLAY_WINDOW = 4096
+"""Default number of applied events remembered per partition; at least ``maxEventBatchSize`` of
+``host.json`` (500), since a retry redelivers the whole batch."""
+
+
+class PriceThrottle:
+    """Lets at most one price update per symbol through every ``min_interval_ms``.
+
+    Parameters
+    ----------
+    min_interval_ms : int
+        Least time between two admitted updates of one (exchange, symbol), ms (>= 0).
+
+    Raises
+    ------
+    ValueError
+        A negative ``min_interval_ms``.
+
+    Examples
+    --------
+    >>> t = PriceThrottle(1000)
+    >>> [t.admit("kraken", "BTC/USD", now) for now in (0, 999, 1000, 1500, 2000)]
+    [True, False, True, False, True]
+    """
+
+    def __init__(self, min_interval_ms: int) -> None:
+        if min_interval_ms < 0:
+            raise ValueError(f"min_interval_ms must be >= 0, got {min_interval_ms}")
+        self.min_interval_ms = min_interval_ms
+        self._last: dict[tuple[str, str], int] = {}
+
+    def admit(self, exchange: str, symbol: str, now_ms: int) -> bool:
+        """True (and remember ``now_ms``) if the symbol's last admitted update is old enough."""
+        key = (exchange, symbol)
+        last = self._last.get(key)
+        if last is not None and now_ms - last < self.min_interval_ms:
+            return False
+        self._last[key] = now_ms
+        return True
+
+
+@dataclass(slots=True)
+class Applied:
+    """What applying one event produced: encoded outputs (bars, predictions), its dead letter,
+    and the price update it carried (made at the end of its batch), all as sent."""
+
+    outputs: list[bytes] = field(default_factory=list)
+    deadletter: bytes | None = None
+    price: bytes | None = None
+
+
+class AppliedEvents:
+    """Which events the engine has applied, per partition, with the results of the newest ``window``.
+
+    Parameters
+    ----------
+    window : int
+        Results kept per partition (>= 1); older applied events are only known by the
+        partition's highest applied sequence number.
+
+    Examples
+    --------
+    >>> seen = AppliedEvents(window=2)
+    >>> for seq in (1, 2, 3):
+    ...     seen.remember(("p0", seq), Applied())
+    >>> seen.lookup(("p0", 4)) is None, seen.lookup(("p0", 3)) is not None, seen.lookup(("p0", 1)) is EVICTED
+    (True, True, True)
+    """
+
+    def __init__(self, window: int = REPLAY_WINDOW) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = window
+        self._results: dict[str, OrderedDict[int, Applied]] = {}
+        self._highest: dict[str, int] = {}
+
+    def lookup(self, event: EventId) -> Applied | object | None:
+        """``None`` if ``event`` is new, its :class:`Applied` if remembered, else :data:`EVICTED`."""
+        partition, seq = event
+        highest = self._highest.get(partition)
+        if highest is None or seq > highest:
+            return None
+        return self._results[partition].get(seq, EVICTED)
+
+    def remember(self, event: EventId, applied: Applied) -> None:
+        """Record that ``event`` was applied with result ``applied``."""
+        partition, seq = event
+        results = self._results.setdefault(partition, OrderedDict())
+        results[seq] = applied
+        if len(results) > self.window:
+            results.popitem(last=False)
+        self._highest[partition] = max(seq, self._highest.get(partition, seq))
+
+
+EVICTED = object()
+""":meth:`AppliedEvents.lookup` of an event applied long ago, whose result is no longer kept."""
+
 
 class PredictService:
-    """Decode, validate and forecast one batch of tick events at a time.
+    """Decode, validate and forecast one batch of tick events at a time; redelivery-safe.
 
     Parameters
     ----------
     engine : the stateful per-symbol engine (kept across batches).
     source : name of the input hub, used in dead letters (default ``ticks``).
+    price_update_ms : least time between two :class:`~shared.contracts.events.PriceUpdate`
+        events of one symbol, ms (``PRICE_UPDATE_MS``); ``None``: no price events.
+    clock : wall clock in ms since epoch UTC, for the price throttle and ``sent_at_ms``.
+    replay_window : applied events remembered per partition (see :class:`AppliedEvents`).
     """
 
-    def __init__(self, engine: ForecastEngine, source: str = "ticks") -> None:
+    def __init__(self, engine: ForecastEngine, source: str = "ticks", price_update_ms: int | None = None,
+                 clock: Callable[[], int] = now_ms, replay_window: int = REPLAY_WINDOW) -> None:
         self.engine = engine
         self.source = source
+        self.prices = PriceThrottle(price_update_ms) if price_update_ms is not None else None
+        self.clock = clock
+        self.applied = AppliedEvents(replay_window)
         self.closers: list[Callable[[], None]] = []
         """Called by :meth:`close` (e.g. the history store used for warm-up)."""
 
@@ -41,29 +168,80 @@ class PredictService:
             close()
         self.closers.clear()
 
-    def handle(self, batch: Iterable[RawEvent]) -> BatchResult:
-        """Process one batch; returns encoded bar/prediction events and dead letters."""
+    def handle(self, batch: Iterable[RawEvent], ids: Sequence[EventId | None] | None = None) -> BatchResult:
+        """Process one batch; returns encoded bar/prediction/price events and dead letters.
+
+        Parameters
+        ----------
+        batch : the raw tick events, in hub order.
+        ids : ``(partition, sequence number)`` of each event of ``batch`` (``None`` for an
+            event without one, which is always applied); ``None``: no event has one.
+
+        Returns
+        -------
+        BatchResult
+            ``outputs``: bars and predictions in event order, then price updates;
+            ``deadletters``; ``counts`` (``ticks``, ``bars``, ``predictions``, ``prices``,
+            ``malformed``, ``late``, ``out_of_sequence``, ``replayed``, ``redelivered_uncached``);
+            ``latest_prices`` of the ticks applied in this call.
+        """
         result = BatchResult()
-        ticks: list[Tick] = []
-        raws: list[RawEvent] = []
-        for raw in batch:
-            try:
-                ticks.append(decode_tick(raw.body))
-                raws.append(raw)
-            except MalformedEventError as exc:
-                result.set_aside(self.source, raw, str(exc))
-        result.counts["ticks"] += len(ticks)
-        rejected: list[tuple[int, str, str]] = []
-        for event in self.engine.process(ticks, rejected):
-            result.outputs.append(encode(event))
-            result.counts[event.type + "s"] += 1
-        for index, counter, reason in rejected:
-            result.set_aside(self.source, raws[index], reason, counter)
-        skipped = {index for index, _, _ in rejected}
-        for index, tick in enumerate(ticks):
-            if index not in skipped:
-                result.note_price(tick.exchange, tick.symbol, tick.price, tick.event_time_ms)
+        done: list[Applied] = []
+        fresh: dict[tuple[str, str], Applied] = {}  # newest applied tick of each symbol -> its record
+        for i, raw in enumerate(batch):
+            event_id = ids[i] if ids is not None else None
+            known = self.applied.lookup(event_id) if event_id is not None else None
+            if known is EVICTED:
+                result.counts["redelivered_uncached"] += 1
+                log.warning("skipped %s event at %s: applied before, its outputs are no longer kept",
+                            self.source, raw.position)
+                continue
+            if isinstance(known, Applied):
+                result.counts["replayed"] += 1
+                done.append(known)
+                continue
+            applied = self._apply(raw, result, fresh)
+            done.append(applied)
+            if event_id is not None:
+                self.applied.remember(event_id, applied)
+        if self.prices is not None:
+            now = self.clock()
+            for (exchange, symbol), applied in fresh.items():
+                if self.prices.admit(exchange, symbol, now):
+                    price, event_time_ms = result.latest_prices[(exchange, symbol)]
+                    applied.price = encode(PriceUpdate(exchange, symbol, price, event_time_ms, now))
+        for applied in done:
+            result.outputs.extend(applied.outputs)
+            if applied.deadletter is not None:
+                result.deadletters.append(applied.deadletter)
+        result.outputs.extend(a.price for a in done if a.price is not None)
+        result.counts["prices"] += sum(a.price is not None for a in done)
         return result
+
+    def _apply(self, raw: RawEvent, result: BatchResult, fresh: dict[tuple[str, str], Applied]) -> Applied:
+        """Decode ``raw`` and feed it to the engine; count it in ``result`` and return what it produced."""
+        applied = Applied()
+        try:
+            tick: Tick = decode_tick(raw.body)
+        except MalformedEventError as exc:
+            result.set_aside(self.source, raw, str(exc))
+            applied.deadletter = result.deadletters.pop()
+            return applied
+        result.counts["ticks"] += 1
+        rejected: list[tuple[int, str, str]] = []
+        for event in self.engine.process([tick], rejected):
+            applied.outputs.append(encode(event))
+            result.counts[event.type + "s"] += 1
+        if rejected:
+            _, counter, reason = rejected[0]
+            result.set_aside(self.source, raw, reason, counter)
+            applied.deadletter = result.deadletters.pop()
+        else:
+            known = result.latest_prices.get((tick.exchange, tick.symbol))
+            result.note_price(tick.exchange, tick.symbol, tick.price, tick.event_time_ms)
+            if result.latest_prices[(tick.exchange, tick.symbol)] != known:
+                fresh[(tick.exchange, tick.symbol)] = applied
+        return applied
 
 
 def build_predict_service(
@@ -76,6 +254,7 @@ def build_predict_service(
     checkpoint_seconds: float = 0.0,
     warmup: Warmup | None = None,
     forecast_model: str = "",
+    price_update_ms: int | None = None,
 ) -> PredictService:
     """Wire a :class:`PredictService` to a registry (``None``: every symbol starts cold).
 
@@ -85,10 +264,12 @@ def build_predict_service(
     default_key : fallback model key (``MODEL_KEY``).
     interval_level : interval coverage of cold-start forecasters.
     poll_seconds : least time between two reads of a champion pointer (``MODEL_POLL_SECONDS``).
-    clock : wall clock in ms since epoch UTC, for tests.
+    clock : wall clock in ms since epoch UTC, for tests (predictions' ``made_at_ms``, price updates).
     checkpoint_seconds : least time between two checkpoints of a symbol's model; 0 = never.
     warmup : newest stored bars of a symbol (e.g. from the history store), for restarts.
     forecast_model : model family of cold-start forecasters.
+    price_update_ms : ``PRICE_UPDATE_MS`` (least time between two price events of a symbol, ms);
+        ``None``: no price events.
     """
     source = (
         ChampionSource(registry, default_key, poll_seconds, checkpoint_seconds)
@@ -98,4 +279,4 @@ def build_predict_service(
     engine = ForecastEngine(source, interval_level=interval_level, forecast_model=forecast_model, warmup=warmup)
     if clock is not None:
         engine.clock = clock
-    return PredictService(engine)
+    return PredictService(engine, price_update_ms=price_update_ms, clock=clock or now_ms)

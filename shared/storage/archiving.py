@@ -24,10 +24,12 @@ class ArchiveService:
         self.source = source
 
     def handle(self, batch: Iterable[RawEvent]) -> BatchResult:
-        """Decode, validate and upsert one batch; returns counts (``bars``, ``predictions``, ``model_changes``, ``malformed``).
+        """Decode, validate and upsert one batch; return counts (``bars``, ``predictions``,
+        ``model_changes``, ``prices``, ``malformed``).
 
-        Raises whatever the store raises when the database is unreachable: the
-        trigger's retry (or the local driver not committing offsets) redelivers.
+        Raises whatever the store raises when the database is unreachable; ``archive``'s retry
+        policy then reruns the batch (upserts are idempotent) a bounded number of times, after
+        which the host checkpoints past it (see ``docs/failures.md``).
         """
         result = BatchResult()
         bars: list[Bar] = []
@@ -42,8 +44,8 @@ class ArchiveService:
                 bars.append(event)
             elif isinstance(event, Prediction):
                 predictions.append(event)
-            else:  # a model change: the registry's decision log already records it
-                result.counts["model_changes"] += 1
+            else:  # a model change (the registry's decision log records it) or a latest-price event
+                result.counts[f"{event.type}s"] += 1
         # Bars first, so predictions in this batch can find their realised close.
         if bars:
             self.store.upsert_bars(bars)

@@ -58,7 +58,7 @@ def test_predict_then_archive_through_the_user_functions(app_settings, model_reg
     outputs: list[dict] = []
     for i in range(0, len(ticks), 97):  # several invocations: state carries across batches
         preds, dead = CollectingOut(), CollectingOut()
-        predict(events=events_from(ticks[i:i + 97], i), predictions=preds, deadletters=dead, signalr=CollectingOut())
+        predict(events=events_from(ticks[i:i + 97], i), predictions=preds, deadletters=dead)
         assert dead.get() is None
         outputs += [json.loads(x) for x in preds.items()]
 
@@ -91,8 +91,7 @@ def test_predict_sets_aside_malformed_events_and_keeps_the_rest(app_settings):
     events.insert(10, func.EventHubEvent(body=b"{not json", sequence_number=9999))
     events.insert(20, func.EventHubEvent(body=b'{"v":1,"type":"tick","symbol":"BTC/USD"}', sequence_number=9998))
     preds, dead = CollectingOut(), CollectingOut()
-    predict_module.predict.build().get_user_function()(events=events, predictions=preds, deadletters=dead,
-                                                       signalr=CollectingOut())
+    predict_module.predict.build().get_user_function()(events=events, predictions=preds, deadletters=dead)
     letters = [json.loads(x) for x in dead.items()]
     assert [d["source"] for d in letters] == ["ticks", "ticks"]
     assert "seq=9999" in letters[0]["position"] and letters[0]["payload"] == "{not json"

@@ -30,7 +30,7 @@ import function_app
 from local_stack.functions_host import app_functions
 from local_stack.http_host import LocalWebServer
 from local_stack.signalr_hub import RECORD_SEPARATOR, SignalRHubServer
-from shared.serving.broadcast import PRICE_TARGET, PriceUpdate, message_for_event, signalr_message
+from shared.serving.broadcast import PriceUpdate, message_for_event
 from shared.contracts.events import Bar, ModelChange, Prediction, to_dict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,12 +119,12 @@ def test_official_client_receives_pings_invocations_reconnects_and_closes(server
     assert hub.clients(HUB) == 1 and hub.stats.negotiations == 1
 
     messages = [message_for_event(PREDICTION), message_for_event(BAR), message_for_event(CHANGE),
-                signalr_message(PRICE_TARGET, PRICE.to_dict())]
+                message_for_event(PRICE)]
     hub.publish(HUB, messages)
     received = [node_client.expect("message") for _ in messages]
     assert [(m["target"], m["args"]) for m in received] == [
         ("prediction", [to_dict(PREDICTION)]), ("bar", [to_dict(BAR)]),
-        ("modelChanged", [to_dict(CHANGE)]), ("latestPrice", [PRICE.to_dict()]),
+        ("modelChanged", [to_dict(CHANGE)]), ("latestPrice", [to_dict(PRICE)]),
     ]
     hub.publish("another-hub", [message_for_event(BAR)])  # other hubs' clients only
 

@@ -38,9 +38,11 @@ def test_http_functions_and_bindings_are_declared():
     assert negotiate["connectionInfo"]["type"] == "signalRConnectionInfo"
     assert negotiate["connectionInfo"]["hubName"] == "%SIGNALR_HUB_NAME%"
     assert negotiate["connectionInfo"]["connectionStringSetting"] == "AzureSignalRConnectionString"
-    predict = {b.get_dict_repr()["name"]: b.get_dict_repr() for b in functions["predict"].get_bindings()}
-    assert predict["signalr"]["type"] == "signalR" and predict["signalr"]["direction"].name == "OUT"
-    assert predict["signalr"]["hubName"] == "%SIGNALR_HUB_NAME%"
+    # negotiate's clients receive what broadcast sends: the same hub, the same connection
+    broadcast = {b.get_dict_repr()["name"]: b.get_dict_repr() for b in functions["broadcast"].get_bindings()}
+    assert broadcast["signalr"]["type"] == "signalR" and broadcast["signalr"]["direction"].name == "OUT"
+    assert broadcast["signalr"]["hubName"] == "%SIGNALR_HUB_NAME%"
+    assert broadcast["signalr"]["connectionStringSetting"] == "AzureSignalRConnectionString"
 
 
 def test_health_is_503_when_the_database_is_unreachable(monkeypatch):

@@ -24,12 +24,13 @@ def bindings(name: str) -> dict[str, dict]:
 
 HTTP = {"req": ("httpTrigger", "IN"), "$return": ("http", "OUT")}
 EXPECTED_FUNCTIONS = {  # name: (trigger type, {binding name: (binding type, direction)})
+    # no SignalR output on predict or promote_model: its errors would fail them (see test_broadcast_*)
     "predict": ("eventHubTrigger", {"events": ("eventHubTrigger", "IN"), "predictions": ("eventHub", "OUT"),
-                                    "deadletters": ("eventHub", "OUT"), "signalr": ("signalR", "OUT")}),
+                                    "deadletters": ("eventHub", "OUT")}),
     "archive": ("eventHubTrigger", {"events": ("eventHubTrigger", "IN"), "deadletters": ("eventHub", "OUT")}),
+    "broadcast": ("eventHubTrigger", {"events": ("eventHubTrigger", "IN"), "signalr": ("signalR", "OUT")}),
     "retrain": ("timerTrigger", {"timer": ("timerTrigger", "IN")}),
-    "promote_model": ("blobTrigger", {"blob": ("blobTrigger", "IN"), "changes": ("eventHub", "OUT"),
-                                      "signalr": ("signalR", "OUT")}),
+    "promote_model": ("blobTrigger", {"blob": ("blobTrigger", "IN"), "changes": ("eventHub", "OUT")}),
     "get_predictions": ("httpTrigger", HTTP),
     "get_bars": ("httpTrigger", HTTP),
     "get_accuracy": ("httpTrigger", HTTP),
@@ -74,7 +75,6 @@ def test_promote_model_is_an_event_grid_blob_trigger_on_candidate_metadata():
     assert trigger["path"] == "%MODELS_CONTAINER%/{key}/candidates/{version}/metadata.json"
     assert trigger["connection"] == "MODEL_STORAGE"
     assert b["changes"]["type"] == "eventHub" and b["changes"]["eventHubName"] == "%PREDICTIONS_HUB_NAME%"
-    assert b["signalr"]["type"] == "signalR" and b["signalr"]["hubName"] == "%SIGNALR_HUB_NAME%"
 
 
 def test_predict_bindings():
@@ -89,6 +89,38 @@ def test_predict_bindings():
     assert b["predictions"]["type"] == "eventHub" and b["predictions"]["eventHubName"] == "%PREDICTIONS_HUB_NAME%"
     assert b["deadletters"]["type"] == "eventHub" and b["deadletters"]["eventHubName"] == "%DEADLETTER_HUB_NAME%"
     assert {x["direction"] for k, x in b.items() if k != "events"} == {BindingDirection.OUT}
+
+
+def _function(name: str):
+    return next(f for f in app_functions(function_app.app) if f.get_function_name() == name)
+
+
+def test_predict_retries_a_failed_batch_a_bounded_number_of_times():
+    """A fixed-delay retry policy with a small, finite count: the Event Hubs trigger honours
+    function-level retry policies and without one checkpoints past a failed batch ("Azure
+    Functions error handling and retries", learn.microsoft.com/azure/azure-functions/
+    functions-bindings-error-pages, "Retries"; Azure/Azure-Functions#947). ``-1`` would retry forever."""
+    policy = _function("predict").get_setting("retry_policy").get_dict_repr()
+    assert policy["strategy"] == "fixed_delay"
+    assert 1 <= int(policy["max_retry_count"]) <= 5
+    assert policy["delay_interval"] == "00:00:01"
+    assert _function("broadcast").get_setting("retry_policy") is None  # a stale dashboard message is not retried
+
+
+def test_broadcast_reads_the_predictions_hub_with_its_own_consumer_group_and_owns_signalr():
+    b = bindings("broadcast")
+    trigger = b["events"]
+    assert trigger["cardinality"] == Cardinality.MANY and trigger["connection"] == "EVENTHUB"
+    assert trigger["eventHubName"] == "%PREDICTIONS_HUB_NAME%"
+    assert trigger["consumerGroup"] == "%BROADCAST_CONSUMER_GROUP%"
+    assert SETTINGS["BROADCAST_CONSUMER_GROUP"].default == "broadcast"
+    groups = {bindings(n)["events"]["consumerGroup"] for n in ("predict", "archive", "broadcast")}
+    assert len(groups) == 3
+    assert b["signalr"]["hubName"] == "%SIGNALR_HUB_NAME%"
+    assert b["signalr"]["connectionStringSetting"] == "AzureSignalRConnectionString"
+    signalr_users = {f.get_function_name() for f in app_functions(function_app.app)
+                     for x in f.get_bindings() if x.get_dict_repr()["type"] == "signalR"}
+    assert signalr_users == {"broadcast"}
 
 
 def test_archive_bindings_use_their_own_consumer_group():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import doctest
 import re
+from fnmatch import fnmatchcase
 import runpy
 import sys
 from dataclasses import dataclass
@@ -202,6 +203,12 @@ class Deployed:
         (found,) = [r for r in self.of_type("managedidentity:UserAssignedIdentity") if r.name.endswith(f"-id-{key}")]
         return found
 
+    def account(self, kind: str = "host") -> Registered:
+        """The host storage account (``<prefix>st``) or the models account (``<prefix>stm``)."""
+        suffix = {"host": "st", "models": "stm"}[kind]
+        (found,) = [r for r in self.of_type("storage:StorageAccount") if r.name.endswith(suffix)]
+        return found
+
     def hub(self, name: str) -> Registered:
         (found,) = [r for r in self.of_type("eventhub:EventHub") if r.inputs["eventHubName"] == name]
         return found
@@ -260,6 +267,7 @@ def test_fixed_names_are_the_app_settings_defaults():
     assert infra_config.DEADLETTER_HUB == default("DEADLETTER_HUB_NAME")
     assert infra_config.PREDICT_CONSUMER_GROUP == default("PREDICT_CONSUMER_GROUP")
     assert infra_config.ARCHIVE_CONSUMER_GROUP == default("ARCHIVE_CONSUMER_GROUP")
+    assert infra_config.BROADCAST_CONSUMER_GROUP == default("BROADCAST_CONSUMER_GROUP")
     assert infra_config.MODELS_CONTAINER == default("MODELS_CONTAINER")
     assert infra_config.SIGNALR_HUB == default("SIGNALR_HUB_NAME")
     assert str(infra_config.INGESTOR_HEALTH_PORT) == default("INGESTOR_HEALTH_PORT")
@@ -288,6 +296,7 @@ def test_consumer_groups_sit_on_the_right_hubs(built):
     assert groups == {
         default("PREDICT_CONSUMER_GROUP"): "ticks",
         default("ARCHIVE_CONSUMER_GROUP"): "predictions",
+        default("BROADCAST_CONSUMER_GROUP"): "predictions",
         "external": "predictions",
     }
 
@@ -304,24 +313,27 @@ def test_namespace_is_standard_tls12_without_keys(built):
 # --- storage ---------------------------------------------------------------------------------------------
 
 
-def test_storage_account_is_locked_down(built):
-    account = built.one("storage:StorageAccount").inputs
+@pytest.mark.parametrize("kind", ["host", "models"])
+def test_storage_accounts_are_locked_down(built, kind):
+    account = built.account(kind).inputs
     assert account["kind"] == "StorageV2"
     assert account["sku"] == {"name": "Standard_LRS"}
     assert account["minimumTlsVersion"] == "TLS1_2"
     assert account["enableHttpsTrafficOnly"] is True
     assert account["allowBlobPublicAccess"] is False
     assert account["allowSharedKeyAccess"] is False
+    assert "isHnsEnabled" not in account  # blobs:path conditions need no hierarchical namespace
     assert account["location"] == CONFIG.location
 
 
-def test_containers_are_models_and_deployment_packages_and_private(built):
-    account = built.one("storage:StorageAccount").name
+def test_models_live_in_their_own_account_and_containers_are_private(built):
+    """The host's Storage Blob Data Owner (host account) must not reach the model registry."""
     containers = {r.inputs["containerName"]: r.inputs for r in built.of_type("storage:BlobContainer")}
-    assert set(containers) == {default("MODELS_CONTAINER"), infra_config.DEPLOYMENT_CONTAINER}
-    for c in containers.values():
-        assert c["accountName"] == account
-        assert c["publicAccess"] == "None"
+    assert {name: c["accountName"] for name, c in containers.items()} == {
+        default("MODELS_CONTAINER"): built.account("models").name,
+        infra_config.DEPLOYMENT_CONTAINER: built.account("host").name,
+    }
+    assert all(c["publicAccess"] == "None" for c in containers.values())
 
 
 # --- the settings contract -------------------------------------------------------------------------------
@@ -366,8 +378,10 @@ def test_deployed_settings_follow_the_contract(built, workload):
 def test_function_app_settings_point_at_the_right_resources(built):
     s = built.app_settings()
     ns = built.one("eventhub:Namespace").name
-    account = built.one("storage:StorageAccount").name
-    client = built.identity("functions").outputs["clientId"]
+    account = built.account("host").name
+    models = built.account("models").name
+    host, predict, retrain, promote = (built.identity(k).outputs["clientId"]
+                                       for k in ("host", "predict", "retrain", "promote"))
     signalr = built.one("signalrservice:SignalR").name
     vault = built.one("keyvault:Vault").name
     secret = built.one("keyvault:Secret").inputs["secretName"]
@@ -377,36 +391,57 @@ def test_function_app_settings_point_at_the_right_resources(built):
         "DEADLETTER_HUB_NAME": built.hub("deadletter").inputs["eventHubName"],
         "PREDICT_CONSUMER_GROUP": "predict",
         "ARCHIVE_CONSUMER_GROUP": "archive",
+        "BROADCAST_CONSUMER_GROUP": "broadcast",
         "EVENTHUB__fullyQualifiedNamespace": f"{ns}.servicebus.windows.net",
         "EVENTHUB__credential": "managedidentity",
-        "EVENTHUB__clientId": client,
-        "AZURE_CLIENT_ID": client,
-        "MODEL_STORAGE__blobServiceUri": f"https://{account}.blob.core.windows.net/",
-        "MODEL_STORAGE__queueServiceUri": f"https://{account}.queue.core.windows.net/",
+        "EVENTHUB__clientId": host,
+        "AZURE_CLIENT_ID": predict,
+        "MODEL_STORAGE_RETRAIN_CLIENT_ID": retrain,
+        "MODEL_STORAGE_PROMOTE_CLIENT_ID": promote,
+        "MODEL_STORAGE__blobServiceUri": f"https://{models}.blob.core.windows.net/",
+        "MODEL_STORAGE__queueServiceUri": f"https://{models}.queue.core.windows.net/",
         "MODEL_STORAGE__credential": "managedidentity",
-        "MODEL_STORAGE__clientId": client,
+        "MODEL_STORAGE__clientId": promote,
         "MODELS_CONTAINER": "models",
         "RETRAIN_SCHEDULE": CONFIG.retrain_schedule,
         "MYSQL_URL": f"@Microsoft.KeyVault(SecretUri=https://{vault}.vault.azure.net/secrets/{secret}/)",
         "AzureSignalRConnectionString__serviceUri": f"https://{signalr}.service.signalr.net",
         "AzureSignalRConnectionString__credential": "managedidentity",
-        "AzureSignalRConnectionString__clientId": client,
+        "AzureSignalRConnectionString__clientId": host,
         "SIGNALR_HUB_NAME": "tickcast",
         "SYMBOLS": CONFIG.symbols,
         "AzureWebJobsStorage__blobServiceUri": f"https://{account}.blob.core.windows.net/",
         "AzureWebJobsStorage__queueServiceUri": f"https://{account}.queue.core.windows.net/",
         "AzureWebJobsStorage__tableServiceUri": f"https://{account}.table.core.windows.net/",
         "AzureWebJobsStorage__credential": "managedidentity",
-        "AzureWebJobsStorage__clientId": client,
+        "AzureWebJobsStorage__clientId": host,
         "APPLICATIONINSIGHTS_CONNECTION_STRING": IKEY_CONNECTION,
-        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": f"ClientId={client};Authorization=AAD",
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": f"ClientId={host};Authorization=AAD",
     }
     assert s == expected  # exactly these: nothing unplanned, nothing missing
 
 
+#: App settings of "Flex Consumption plan deprecations"
+#: (https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations).
+FLEX_DEPRECATED_SETTINGS = {
+    "ENABLE_ORYX_BUILD", "FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY", "FUNCTIONS_WORKER_PROCESS_COUNT", "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT", "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_CONTENTOVERVNET",
+    "WEBSITE_CONTENTSHARE", "WEBSITE_DNS_SERVER", "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+    "WEBSITE_NODE_DEFAULT_VERSION", "WEBSITE_RUN_FROM_PACKAGE", "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
+    "WEBSITE_VNET_ROUTE_ALL",
+}
+#: Site properties of the same list (camelCase as sent, at site or siteConfig level).
+FLEX_DEPRECATED_PROPERTIES = {
+    "alwaysOn", "containerSize", "dnsConfiguration", "ftpsState", "isReserved", "reserved", "isXenon",
+    "javaVersion", "linuxFxVersion", "netFrameworkVersion", "powerShellVersion", "functionAppScaleLimit",
+    "preWarmedInstanceCount", "use32BitWorkerProcess", "vnetBackupRestoreEnabled", "vnetContentShareEnabled",
+    "vnetImagePullEnabled", "vnetRouteAllEnabled", "windowsFxVersion",
+}
+
+
 def test_flex_consumption_forbidden_settings_are_absent(built):
-    forbidden = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE",
-                 "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_CONTENTSHARE", "AzureWebJobsStorage"}
+    forbidden = FLEX_DEPRECATED_SETTINGS | {"AzureWebJobsStorage"}  # a connection string: identity form instead
     assert not forbidden & set(built.app_settings())
 
 
@@ -511,39 +546,102 @@ def test_key_vault_uses_rbac_and_the_tenant(built):
 # --- identities and role assignments -----------------------------------------------------------------
 
 
-def assignments(deployed: Deployed) -> set[tuple[str, str, str]]:
-    """(workload, role name, scope resource logical name) of every role assignment."""
-    principals = {
-        deployed.identity(key).outputs["principalId"]: key for key in ("functions", "ingestor")
-    }
-    found = set()
+FUNCTION_IDENTITIES = ("host", "predict", "retrain", "promote")
+WORKLOADS = (*FUNCTION_IDENTITIES, "ingestor")
+
+
+def role_assignments(deployed: Deployed) -> list[tuple[str, str, str, str | None]]:
+    """(identity, role name, scope resource logical name, condition) of every role assignment."""
+    principals = {deployed.identity(key).outputs["principalId"]: key for key in WORKLOADS}
+    found = []
     prefix = f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/"
     for r in deployed.of_type("authorization:RoleAssignment"):
         i = r.inputs
         assert i["principalType"] == "ServicePrincipal"
         assert i["roleDefinitionId"].startswith(prefix)
+        assert ("condition" in i) == ("conditionVersion" in i) and i.get("conditionVersion", "2.0") == "2.0"
         role = roles.ROLE_NAMES[i["roleDefinitionId"].removeprefix(prefix)]
-        found.add((principals[i["principalId"]], role, deployed.mocks.by_id(i["scope"]).name))
+        found.append((principals[i["principalId"]], role, deployed.mocks.by_id(i["scope"]).name, i.get("condition")))
     return found
 
 
+def assignments(deployed: Deployed) -> set[tuple[str, str, str]]:
+    """(identity, role name, scope resource logical name) of every role assignment."""
+    return {(who, role, scope) for who, role, scope, _ in role_assignments(deployed)}
+
+
 def test_role_assignments_are_least_privilege(built):
+    """The exact role set of every identity (infra/tickcast_infra/identity.py says why)."""
     p = CONFIG.name_prefix
-    assert assignments(built) == {
-        ("functions", "Azure Event Hubs Data Receiver", f"{p}-ticks"),
-        ("functions", "Azure Event Hubs Data Receiver", f"{p}-predictions"),
-        ("functions", "Azure Event Hubs Data Sender", f"{p}-predictions"),
-        ("functions", "Azure Event Hubs Data Sender", f"{p}-deadletter"),
-        ("functions", "Storage Blob Data Owner", f"{p}st"),
-        ("functions", "Storage Queue Data Contributor", f"{p}st"),
-        ("functions", "Storage Table Data Contributor", f"{p}st"),
-        ("functions", "SignalR Service Owner", f"{p}-signalr"),
-        ("functions", "Key Vault Secrets User", f"{p}-kv-mysql-url"),
-        ("functions", "Monitoring Metrics Publisher", f"{p}-appi"),
-        ("ingestor", "Azure Event Hubs Data Sender", f"{p}-ticks"),
-        ("ingestor", "Azure Event Hubs Data Sender", f"{p}-deadletter"),
-        ("ingestor", "AcrPull", f"{p}acr"),
-    }
+    models = f"{p}-{default('MODELS_CONTAINER')}"
+    assert sorted(role_assignments(built)) == sorted([
+        ("host", "Azure Event Hubs Data Receiver", f"{p}-ticks", None),
+        ("host", "Azure Event Hubs Data Receiver", f"{p}-predictions", None),
+        ("host", "Azure Event Hubs Data Sender", f"{p}-predictions", None),
+        ("host", "Azure Event Hubs Data Sender", f"{p}-deadletter", None),
+        ("host", "Storage Blob Data Owner", f"{p}st", None),
+        ("host", "Storage Queue Data Contributor", f"{p}st", None),
+        ("host", "Storage Table Data Contributor", f"{p}st", None),
+        ("host", "SignalR Service Owner", f"{p}-signalr", None),
+        ("host", "Key Vault Secrets User", f"{p}-kv-mysql-url", None),
+        ("host", "Monitoring Metrics Publisher", f"{p}-appi", None),
+        ("predict", "Storage Blob Data Contributor", models, roles.path_condition(("checkpoints",))),
+        ("retrain", "Storage Blob Data Contributor", models, roles.path_condition(("candidates",))),
+        ("promote", "Storage Blob Data Contributor", models, roles.path_condition(("pointer", "decisions"))),
+        ("promote", "Storage Queue Data Contributor", f"{p}stm", None),
+        ("ingestor", "Azure Event Hubs Data Sender", f"{p}-ticks", None),
+        ("ingestor", "Azure Event Hubs Data Sender", f"{p}-deadletter", None),
+        ("ingestor", "AcrPull", f"{p}acr", None),
+    ])
+
+
+def allows(condition: str, action: str, path: str) -> bool:
+    """Evaluate a :func:`identity.path_condition` for one data action on one blob path.
+
+    Implements the subset of "Azure role assignment condition format and syntax" it uses:
+    ``!(ActionMatches{...})``, ``StringLike`` / ``StringNotLike`` (``*`` matches any characters,
+    ``/`` included), ``AND``, ``OR`` and parentheses.
+    """
+    expr = re.sub(r"!\(ActionMatches\{'([^']+)'\}\)", lambda m: repr(m.group(1) != action), condition)
+    attribute = re.escape(roles.BLOB_PATH)
+    expr = re.sub(rf"{attribute} StringNotLike '([^']+)'", lambda m: repr(not fnmatchcase(path, m.group(1))), expr)
+    expr = re.sub(rf"{attribute} StringLike '([^']+)'", lambda m: repr(fnmatchcase(path, m.group(1))), expr)
+    expr = expr.replace(" AND ", " and ").replace(" OR ", " or ")
+    assert re.fullmatch(r"[()TrueFalsendo ]+", expr), expr  # nothing left unevaluated
+    return eval(expr)  # noqa: S307 - only True/False/and/or/parentheses remain (checked above)
+
+
+WRITE = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"
+READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+#: The registry's blob layout (shared/lifecycle/registry/): who may write each kind.
+REGISTRY_BLOBS = {
+    "BTCUSDT/candidates/20240101T000000-ab12/model.pkl": "retrain",
+    "BTCUSDT/candidates/20240101T000000-ab12/metadata.json": "retrain",
+    "BTCUSDT/current.json": "promote",
+    "BTCUSDT/decisions/20240101T000000.json": "promote",
+    "BTCUSDT/checkpoints/20240101T000000.pkl": "predict",
+    # a key shaped to smuggle one kind into another gets nobody's write
+    "x/candidates/y/current.json": None,
+    "x/checkpoints/y/candidates/z": None,
+    "x/checkpoints/current.json": None,
+    "x/decisions/current.json": "promote",  # both of its own kinds
+}
+
+
+@pytest.mark.parametrize("path", sorted(REGISTRY_BLOBS))
+def test_each_registry_path_is_writable_by_exactly_its_writer(built, path):
+    conditions = {who: c for who, role, _, c in role_assignments(built) if role == "Storage Blob Data Contributor"}
+    assert set(conditions) == {"predict", "retrain", "promote"}
+    writers = {who for who, c in conditions.items() for action in roles.BLOB_WRITE_ACTIONS if allows(c, action, path)}
+    assert writers == ({REGISTRY_BLOBS[path]} if REGISTRY_BLOBS[path] else set())
+    assert all(allows(c, READ, path) for c in conditions.values())  # reads are not conditioned
+
+
+def test_path_condition_refuses_unknown_kinds():
+    with pytest.raises(ValueError):
+        roles.path_condition(("models",))
+    with pytest.raises(ValueError):
+        roles.path_condition(())
 
 
 def test_role_definition_ids_are_the_documented_built_in_roles():
@@ -551,29 +649,30 @@ def test_role_definition_ids_are_the_documented_built_in_roles():
     assert roles.EVENT_HUBS_DATA_SENDER == "2b629674-e913-4c01-ae53-ef4638d8f975"
     assert roles.EVENT_HUBS_DATA_RECEIVER == "a638d3c7-ab3a-418d-83e6-5f17a39d4fde"
     assert roles.STORAGE_BLOB_DATA_OWNER == "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+    assert roles.STORAGE_BLOB_DATA_CONTRIBUTOR == "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
     assert roles.SIGNALR_SERVICE_OWNER == "7e4f1700-ea5a-4f59-8f37-079cfe29dce3"
     assert roles.KEY_VAULT_SECRETS_USER == "4633458b-17de-408a-b874-0445c86b69e6"
-    assert len(set(roles.ROLE_NAMES)) == len(roles.ROLE_NAMES) == 9
+    assert len(set(roles.ROLE_NAMES)) == len(roles.ROLE_NAMES) == 10
 
 
-def test_workloads_run_as_their_own_identity(built):
-    functions = built.identity("functions")
-    ingestor = built.identity("ingestor")
+def test_workloads_run_as_their_own_identities(built):
     app = built.one("web:WebApp").inputs
-    assert app["identity"] == {"type": "UserAssigned", "userAssignedIdentities": [functions.id]}
-    assert app["keyVaultReferenceIdentity"] == functions.id
+    assert app["identity"] == {
+        "type": "UserAssigned", "userAssignedIdentities": [built.identity(k).id for k in FUNCTION_IDENTITIES],
+    }
+    assert app["keyVaultReferenceIdentity"] == built.identity("host").id
     container = built.one("app:ContainerApp").inputs
-    assert container["identity"] == {"type": "UserAssigned", "userAssignedIdentities": [ingestor.id]}
+    assert container["identity"] == {"type": "UserAssigned", "userAssignedIdentities": [built.identity("ingestor").id]}
 
 
 def test_function_app_waits_for_its_role_assignments(built):
     # the mocks do not expose dependencies; check the resources were registered before the app
     order = [r.typ for r in built.mocks.resources]
     app_at = order.index("azure-native:web:WebApp")
-    principal = built.identity("functions").outputs["principalId"]
+    principals = {built.identity(k).outputs["principalId"] for k in FUNCTION_IDENTITIES}
     granted = [i for i, r in enumerate(built.mocks.resources)
-               if r.short == "authorization:RoleAssignment" and r.inputs["principalId"] == principal]
-    assert granted and max(granted) < app_at
+               if r.short == "authorization:RoleAssignment" and r.inputs["principalId"] in principals]
+    assert len(granted) == 14 and max(granted) < app_at
 
 
 # --- Function App ----------------------------------------------------------------------------------------
@@ -590,17 +689,62 @@ def test_function_app_is_flex_consumption_python_311(built):
     fac = app["functionAppConfig"]
     assert fac["runtime"] == {"name": "python", "version": "3.11"}
     assert fac["scaleAndConcurrency"] == {"instanceMemoryMB": 2048, "maximumInstanceCount": 40}
-    account = built.one("storage:StorageAccount").name
+    account = built.account("host").name
     assert fac["deployment"]["storage"] == {
         "type": "blobContainer",
         "value": f"https://{account}.blob.core.windows.net/{infra_config.DEPLOYMENT_CONTAINER}",
         "authentication": {
             "type": "UserAssignedIdentity",
-            "userAssignedIdentityResourceId": built.identity("functions").id,
+            "userAssignedIdentityResourceId": built.identity("host").id,
         },
     }
+
+
+def test_function_app_sends_exactly_the_flex_valid_site_config(built):
+    """ARM rejects Flex Consumption sites carrying deprecated site properties (error 51021:
+    pulumi/pulumi-azure-native#4168 NetFrameworkVersion, microsoft/azure-pipelines-tasks#21032
+    FtpsState...; the list: "Flex Consumption plan deprecations"). pulumi-azure-native injects
+    netFrameworkVersion='v4.6' through web.SiteConfigArgs and isXenon/hyperV/... through web.WebApp:
+    this is exactly what reaches the engine."""
+    app = built.one("web:WebApp").inputs
     site = app["siteConfig"]
-    assert (site["minTlsVersion"], site["scmMinTlsVersion"], site["ftpsState"]) == ("1.2", "1.2", "Disabled")
+    assert {k: v for k, v in site.items() if k != "appSettings"} == {
+        "minTlsVersion": "1.2", "scmMinTlsVersion": "1.2", "http20Enabled": True,
+    }
+    assert [set(pair) for pair in site["appSettings"]] == [{"name", "value"}] * len(site["appSettings"])
+    assert set(app) == {
+        "name", "resourceGroupName", "location", "kind", "serverFarmId", "httpsOnly", "identity",
+        "keyVaultReferenceIdentity", "functionAppConfig", "siteConfig",
+    }
+    assert not FLEX_DEPRECATED_PROPERTIES & (set(app) | set(site))
+
+
+def test_injected_site_defaults_are_dropped_only_when_left_at_their_default():
+    from tickcast_infra.functionapp import INJECTED_SITE_DEFAULTS, strip_injected_site_defaults
+
+    opts = pulumi.ResourceOptions()
+
+    def run(typ: str, props: dict) -> dict | None:
+        args = pulumi.ResourceTransformationArgs(None, typ, "x", props, opts)  # type: ignore[arg-type]
+        result = strip_injected_site_defaults(args)
+        return None if result is None else result.props
+
+    assert run("azure-native:web:WebApp", {**INJECTED_SITE_DEFAULTS, "kind": "functionapp,linux"}) == {
+        "kind": "functionapp,linux"
+    }
+    assert run("azure-native:web:WebApp", {"client_affinity_enabled": True}) == {"client_affinity_enabled": True}
+    assert run("azure-native:web:AppServicePlan", {"is_xenon": False}) is None
+
+
+def test_sdk_defaults_are_pinned_or_absent_elsewhere(built):
+    """The same class of error on other resources: SDK-filled defaults that are wrong for the SKU."""
+    storage = built.one("dbformysql:Server").inputs["storage"]
+    assert storage == {"storageSizeGB": 20, "autoGrow": "Enabled", "autoIoScaling": "Enabled",
+                       "logOnDisk": "Disabled", "storageRedundancy": "LocalRedundancy"}
+    # enableFips exists for dedicated workload profiles only (Azure/azure-rest-api-specs#30418)
+    assert built.one("app:ManagedEnvironment").inputs["workloadProfiles"] == [
+        {"name": "Consumption", "workloadProfileType": "Consumption"}
+    ]
 
 
 def test_function_app_name_is_stable_and_unique_per_resource_group(built):
@@ -619,7 +763,7 @@ def test_signalr_is_serverless_with_cors_for_the_dashboard(built):
     assert s["cors"] == {"allowedOrigins": [built.exports["function_app_url"]]}
     assert s["disableLocalAuth"] is True
     assert s["kind"] == "SignalR"
-    assert s["sku"] == {"name": "Free_F1", "tier": "Free", "capacity": 1}
+    assert s["sku"] == {"name": "Standard_S1", "tier": "Standard", "capacity": 1}
 
 
 def test_mysql_requires_tls_and_admits_azure_services(built):
@@ -657,7 +801,7 @@ def test_monitoring_is_workspace_based_with_entra_only_ingestion(built):
 
 def test_promote_model_subscription_feeds_the_blob_trigger(built):
     topic = built.one("eventgrid:SystemTopic").inputs
-    assert topic["source"] == built.one("storage:StorageAccount").id
+    assert topic["source"] == built.account("models").id
     assert topic["topicType"] == "Microsoft.Storage.StorageAccounts"
     sub = built.one("eventgrid:SystemTopicEventSubscription").inputs
     assert sub["systemTopicName"] == built.one("eventgrid:SystemTopic").name
@@ -757,12 +901,12 @@ def test_resource_inventory(built):
     assert counts == {
         "resources:ResourceGroup": 1,
         "operationalinsights:Workspace": 1, "applicationinsights:Component": 1,
-        "storage:StorageAccount": 1, "storage:BlobContainer": 2,
-        "eventhub:Namespace": 1, "eventhub:EventHub": 3, "eventhub:ConsumerGroup": 3,
+        "storage:StorageAccount": 2, "storage:BlobContainer": 2,
+        "eventhub:Namespace": 1, "eventhub:EventHub": 3, "eventhub:ConsumerGroup": 4,
         "dbformysql:Server": 1, "dbformysql:Database": 1, "dbformysql:Configuration": 1,
         "dbformysql:FirewallRule": 1,
-        "managedidentity:UserAssignedIdentity": 2, "signalrservice:SignalR": 1,
-        "keyvault:Vault": 1, "keyvault:Secret": 1, "authorization:RoleAssignment": 13,
+        "managedidentity:UserAssignedIdentity": 5, "signalrservice:SignalR": 1,
+        "keyvault:Vault": 1, "keyvault:Secret": 1, "authorization:RoleAssignment": 17,
         "web:AppServicePlan": 1, "web:WebApp": 1,
         "eventgrid:SystemTopic": 1, "eventgrid:SystemTopicEventSubscription": 1,
         "containerregistry:Registry": 1, "app:ManagedEnvironment": 1, "app:ContainerApp": 1,
@@ -774,7 +918,8 @@ def test_exports(built):
     ns = built.one("eventhub:Namespace").name
     assert built.exports == {
         "resource_group_name": built.one("resources:ResourceGroup").name,
-        "storage_account_name": built.one("storage:StorageAccount").name,
+        "storage_account_name": built.account("host").name,
+        "models_storage_account_name": built.account("models").name,
         "eventhub_namespace_name": ns,
         "eventhub_fully_qualified_namespace": f"{ns}.servicebus.windows.net",
         "function_app_name": built.one("web:WebApp").inputs["name"],
@@ -887,7 +1032,7 @@ def test_bad_config_is_refused(kwargs):
         StackConfig(**kwargs)
 
 
-@pytest.mark.parametrize("module", ["config", "database", "events", "functionapp"])
+@pytest.mark.parametrize("module", ["config", "database", "events", "functionapp", "identity"])
 def test_module_doctests(module):
     mod = __import__(f"tickcast_infra.{module}", fromlist=["_"])
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)

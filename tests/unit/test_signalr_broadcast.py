@@ -1,8 +1,9 @@
-"""What ``predict`` sends to the SignalR hub: one message per prediction and bar, throttled latest prices.
+"""What reaches the SignalR hub: ``predict`` emits bars, predictions and throttled price events on the
+predictions hub; ``broadcast`` turns them into one message each (the newest price per symbol).
 
-The predict function is called as the host calls it (real ``EventHubEvent`` batches of
-recorded Kraken trades); its ``signalR`` output is read the way the Functions host and
-the local driver read it (a JSON array of ``{"target", "arguments"}`` messages).
+The functions are called as the host calls them (real ``EventHubEvent`` batches of recorded
+Kraken trades); the ``signalR`` output is read the way the Functions host and the local
+driver read it (a JSON array of ``{"target", "arguments"}`` messages).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
+from functions import broadcast as broadcast_module
 from functions import predict as predict_module
 from functions import reset_services
 from local_stack.functions_host import BindingError, CollectingOut, signalr_messages
-from shared.serving.broadcast import Broadcaster, PriceThrottle, message_for_event
-from shared.contracts.events import Bar, DeadLetter, ModelChange, Tick, encode, to_dict
+from shared.contracts.batches import RawEvent
+from shared.contracts.events import Bar, DeadLetter, ModelChange, PriceUpdate, Tick, decode_output, encode, to_dict
+from shared.serving.broadcast import encode_messages, message_for_event, messages_for_batch
+from shared.serving.predicting import PriceThrottle
 from ingestor.parsers.recorded import read_recorded
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,69 +41,89 @@ def predict_env(monkeypatch, tmp_path):
     reset_services()
 
 
-def _events(ticks: list[Tick], start: int) -> list[func.EventHubEvent]:
-    return [func.EventHubEvent(body=encode(t), partition_key=t.symbol, sequence_number=start + i, offset=str(i))
-            for i, t in enumerate(ticks)]
+def _events(bodies: list[bytes], start: int, key: str | None = "BTC/USD") -> list[func.EventHubEvent]:
+    return [func.EventHubEvent(body=b, partition_key=key, sequence_number=start + i, offset=str(i))
+            for i, b in enumerate(bodies)]
 
 
-def _invoke(ticks: list[Tick], start: int = 0) -> tuple[list[dict], list[dict]]:
-    preds, dead, hub = CollectingOut(), CollectingOut(), CollectingOut()
+def _predict(ticks: list[Tick], start: int = 0) -> list[bytes]:
+    preds, dead = CollectingOut(), CollectingOut()
     predict_module.predict.build().get_user_function()(
-        events=_events(ticks, start), predictions=preds, deadletters=dead, signalr=hub)
-    outputs = [json.loads(x) for x in preds.items()]
-    return outputs, signalr_messages(hub.get()) if hub.get() is not None else []
+        events=_events([encode(t) for t in ticks], start), predictions=preds, deadletters=dead)
+    return [x.encode() for x in preds.items()]
 
 
-def test_predict_broadcasts_every_prediction_and_bar_and_throttles_prices(predict_env):
+def _broadcast(bodies: list[bytes]) -> list[dict]:
+    hub = CollectingOut()
+    broadcast_module.broadcast.build().get_user_function()(events=_events(bodies, 0, key=None), signalr=hub)
+    return signalr_messages(hub.get()) if hub.get() is not None else []
+
+
+def _prices(outputs: list[bytes]) -> list[dict]:
+    return [json.loads(x) for x in outputs if json.loads(x)["type"] == "price"]
+
+
+def test_every_prediction_and_bar_is_broadcast_and_prices_are_throttled_by_predict(predict_env):
     ticks = [r.tick for r in read_recorded(KRAKEN) if r.tick is not None][:2000]
     first, second, third = ticks[:700], ticks[700:1400], ticks[1400:]
 
-    outputs, messages = _invoke(first)
-    events = [m for m in messages if m["target"] != "latestPrice"]
-    assert [(m["target"], m["arguments"]) for m in events] == [
-        ({"prediction": "prediction", "bar": "bar"}[o["type"]], [o]) for o in outputs
+    outputs = _predict(first)
+    messages = _broadcast(outputs)
+    events = [json.loads(x) for x in outputs if json.loads(x)["type"] != "price"]
+    assert any(e["type"] == "prediction" for e in events)
+    assert [(m["target"], m["arguments"]) for m in messages[:-1]] == [
+        ({"prediction": "prediction", "bar": "bar"}[e["type"]], [e]) for e in events
     ]
-    assert any(m["target"] == "prediction" for m in messages)
-    [price] = [m["arguments"][0] for m in messages if m["target"] == "latestPrice"]
+    [price] = _prices(outputs)
+    assert messages[-1] == {"target": "latestPrice", "arguments": [price]}  # the wire form the dashboard reads
+    assert decode_output(json.dumps(price)) == PriceUpdate(**{k: price[k] for k in PriceUpdate.__slots__})
     newest = max(first, key=lambda t: t.event_time_ms)
     assert (price["exchange"], price["symbol"], price["price"], price["event_time_ms"]) == (
         "kraken", "BTC/USD", newest.price, newest.event_time_ms)
     assert abs(price["sent_at_ms"] - time.time() * 1000) < 5000
 
-    _, messages = _invoke(second, 700)  # within 300 ms of the last update: no price
-    assert [m for m in messages if m["target"] == "latestPrice"] == []
+    assert _prices(_predict(second, 700)) == []  # within 300 ms of the last update: no price event
     time.sleep(0.35)
-    _, messages = _invoke(third, 1400)
-    [price] = [m["arguments"][0] for m in messages if m["target"] == "latestPrice"]
+    [price] = _prices(_predict(third, 1400))
     assert price["price"] == max(third, key=lambda t: t.event_time_ms).price
 
 
 def test_rejected_ticks_never_become_the_latest_price(predict_env):
     ticks = [r.tick for r in read_recorded(KRAKEN) if r.tick is not None][:200]
     late = Tick("kraken", "BTC/USD", None, 1.0, 0.1, "buy", ticks[0].event_time_ms - 3_600_000, ticks[-1].ingest_time_ms)
-    _, messages = _invoke(ticks + [late])
-    [price] = [m["arguments"][0] for m in messages if m["target"] == "latestPrice"]
+    [price] = _prices(_predict(ticks + [late]))
     assert price["price"] == ticks[-1].price != late.price
 
 
-def test_broadcaster_with_a_clock_and_several_symbols():
-    now = [0]
-    b = Broadcaster(1000, clock=lambda: now[0])
+def test_a_batch_becomes_messages_in_hub_order_then_the_newest_price_per_symbol():
     bar = Bar("binance", "ETHUSDT", 1723161240000, 2580.1, 2581.0, 2579.5, 2580.7, 12.5, 40)
     change = ModelChange("default", "v2", "v1", 1723161300000, "better on holdout")
+    eth = PriceUpdate("binance", "ETHUSDT", 2580.7, 1723161299000, 1723161299100)
+    btc_old = PriceUpdate("kraken", "BTC/USD", 61000.5, 1723161299500, 1723161299600)
+    btc_new = PriceUpdate("kraken", "BTC/USD", 61001.0, 1723161300100, 1723161300600)
     dead = DeadLetter("ticks", "ticks[0]", "not JSON", "x")
-    prices = {("binance", "ETHUSDT"): (2580.7, 1723161299000), ("kraken", "BTC/USD"): (61000.5, 1723161299500)}
-    messages = b.messages([encode(bar), encode(dead), to_dict(change)], prices)
-    assert [m["target"] for m in messages] == ["bar", "modelChanged", "latestPrice", "latestPrice"]
-    assert messages[1] == {"target": "modelChanged", "arguments": [to_dict(change)]}
-    now[0] = 999
-    assert b.messages([], prices) == [] and b.encode([], prices) is None
-    now[0] = 1000
-    assert json.loads(b.encode([], {("kraken", "BTC/USD"): (61001.0, 1723161300100)}))[0]["arguments"][0]["price"] == 61001.0
+    bodies = [encode(btc_old), encode(bar), encode(eth), b"{not json", encode(dead), encode(btc_new), encode(change)]
+    out = messages_for_batch(RawEvent(b, f"predictions[{i}]") for i, b in enumerate(bodies))
+    assert out.messages == [
+        {"target": "bar", "arguments": [to_dict(bar)]},
+        {"target": "modelChanged", "arguments": [to_dict(change)]},
+        {"target": "latestPrice", "arguments": [to_dict(btc_new)]},
+        {"target": "latestPrice", "arguments": [to_dict(eth)]},
+    ]
+    assert out.counts == {"bar": 1, "model_change": 1, "price": 2, "superseded_prices": 1, "malformed": 2}
+    assert json.loads(encode_messages(out.messages)) == out.messages
+    assert encode_messages([]) is None
     with pytest.raises(ValueError):
         message_for_event(dead)
     with pytest.raises(ValueError):
         PriceThrottle(-1)
+
+
+def test_a_promotion_reaches_signalr_through_broadcast():
+    """promote_model only writes the model_change event to the predictions hub; broadcast sends it on."""
+    change = ModelChange("kraken.BTC_USD", "v3", "v2", 1723161300000, "holdout MAE 15.66 <= 15.67")
+    assert _broadcast([encode(change)]) == [{"target": "modelChanged", "arguments": [to_dict(change)]}]
+    assert _broadcast([]) == []
 
 
 @pytest.mark.parametrize(("value", "targets"), [
