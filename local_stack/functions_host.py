@@ -56,7 +56,7 @@ from typing import Any
 
 import azure.functions as func
 from azure.functions.decorators.core import BindingDirection
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from local_stack.hostjson import BindingError, EventHubOptions, Outcome, RetryPolicy, execute
 
@@ -346,7 +346,18 @@ class EventHubFunctionDriver:
         instance stops during a retry policy).
         """
         self._fetch()
-        return [self._dispatch(key, records, stop) for key, records in self._ready()]
+        due, reports = self._ready(), []
+        for i, (key, records) in enumerate(due):
+            try:
+                reports.append(self._dispatch(key, records, stop))
+            except Exception:
+                # Outside the invocation (e.g. the on_batch callback): the batches not yet
+                # dispatched go back in front of their partitions, so none is dropped unseen.
+                for k, recs in reversed(due[i + 1:]):
+                    self._stored[k] = recs + self._stored.get(k, [])
+                    self._since.setdefault(k, time.monotonic())
+                raise
+        return reports
 
     # ------------------------------------------------------------------ one batch
     def _invoke(self, records: list[Message]) -> dict[str, int]:
@@ -422,7 +433,14 @@ class EventHubFunctionDriver:
         if batches < self.options.batch_checkpoint_frequency:
             self._unsaved[key] = (batches, next_offset)
             return
-        self.consumer.commit(offsets=[TopicPartition(key[0], key[1], next_offset)], asynchronous=False)
+        try:
+            self.consumer.commit(offsets=[TopicPartition(key[0], key[1], next_offset)], asynchronous=False)
+        except KafkaException as exc:
+            # The host logs a failed checkpoint and reads on; the partition's next checkpoint
+            # retries it, and events past the last stored checkpoint are redelivered after a restart.
+            self._unsaved[key] = (batches, next_offset)
+            log.warning("%s: checkpoint of %s[%d] at offset %d failed: %s", self.name, key[0], key[1], next_offset, exc)
+            return
         self._unsaved.pop(key, None)
 
     def _kafka_error(self, message: Any) -> bool:
@@ -438,9 +456,12 @@ class EventHubFunctionDriver:
         while not stop.is_set():
             try:
                 self.run_once(stop)
-            except Exception:  # a failed checkpoint: the host logs it and reads on
+            except Exception:  # outside an invocation: the host logs it and reads on
                 log.exception("%s: driving failed outside an invocation", self.name)
                 stop.wait(1.0)
+            except BaseException:  # SystemExit and the like from user code: never die silently
+                log.critical("%s: driver thread died", self.name, exc_info=True)
+                raise
 
     def close(self) -> None:
         """Flush outputs and leave the consumer group (events not checkpointed are redelivered to the next owner)."""

@@ -171,6 +171,7 @@ def run(
             "PREDICT_CONSUMER_GROUP": "predict",
             "ARCHIVE_CONSUMER_GROUP": "archive",
             "MODEL_STORAGE": azurite.connection_string,
+            "MODEL_SIGNING_KEY": os.urandom(32).hex(),  # one random model-signing key per run
             "HISTORY_SQLITE_PATH": str(workdir / "history.sqlite3"),
             **LIFECYCLE_ENV,
             **(env or {}),
@@ -266,7 +267,7 @@ def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, 
         )
         readers = [d for d in drivers if d.topic == settings.predictions_hub]  # archive, broadcast
         _wait_drained(next(d for d in drivers if d.name == "predict"), readers, printer,
-                      replay_stats["published"], deadline)
+                      replay_stats["published"], deadline, threads)
         say(f"pipeline drained: {_counts(drivers)}")
     finally:
         if ingestor.poll() is None:
@@ -376,7 +377,7 @@ def _register_initial_model(registry, key: str, history_file: Path, level: float
     )
 
 
-def _wait_drained(predict, readers, printer, published_ticks: int, deadline: float) -> None:
+def _wait_drained(predict, readers, printer, published_ticks: int, deadline: float, threads=()) -> None:
     """Wait until ``predict`` committed every published tick, and every driver reading the
     predictions hub (``readers``: ``archive``, ``broadcast``) and the printer consumed every
     output of ``predict``.
@@ -384,8 +385,16 @@ def _wait_drained(predict, readers, printer, published_ticks: int, deadline: flo
     Counts, not watermarks: Tansu 0.6 reports a high watermark that is not the
     next offset (measured: 1 after ten single-record produces), so lag from
     watermarks is wrong against it.
+
+    Raises
+    ------
+    RuntimeError
+        A driver thread of ``threads`` died, or the deadline passed first.
     """
     while time.monotonic() < deadline:
+        dead = [t.name for t in threads if not t.is_alive()]
+        if dead:
+            raise RuntimeError(f"driver thread(s) died before the pipeline drained: {', '.join(dead)}")
         outputs = predict.totals.produced.get(printer.topic, 0)
         consumed = [d.totals.consumed for d in readers] + [printer.seen]
         if predict.totals.consumed >= published_ticks and min(consumed) >= outputs:

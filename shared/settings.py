@@ -119,6 +119,12 @@ SETTINGS: dict[str, Setting] = {
         "(with MODEL_STORAGE__blobServiceUri; unset = DefaultAzureCredential, i.e. AZURE_CLIENT_ID)",
     ),
     "MODELS_CONTAINER": Setting("models", "blob container holding model blobs, pointers and decisions"),
+    "MODEL_SIGNING_KEY": Setting(
+        None,
+        "HMAC-SHA256 key (>= 32 bytes) that signs every model blob and is checked before unpickling; "
+        "unset = no model is saved or loaded (in Azure a Key Vault reference)",
+        secret=True,
+    ),
     "MODEL_KEY": Setting(
         "default", "registry key of the fallback model, used for symbols with no champion of their own"
     ),

@@ -7,7 +7,7 @@
 - Event Hubs: Standard namespace, hubs ``ticks``/``predictions``/``deadletter``, consumer groups
   ``predict``/``archive``/``broadcast``/``external`` (:mod:`.messaging`);
 - MySQL flexible server, database, TLS required, firewall rule for Azure services (:mod:`.database`);
-- Key Vault holding ``MYSQL_URL`` (:mod:`.vault`);
+- Key Vault holding ``MYSQL_URL`` and the generated ``MODEL_SIGNING_KEY`` (:mod:`.vault`);
 - SignalR Service, Serverless, CORS for the dashboard (:mod:`.signalr`);
 - user-assigned identities per workload (``host``, ``predict``, ``retrain``, ``promote`` for the
   Function App, ``ingestor``) and their role assignments (:mod:`.identity`);
@@ -62,7 +62,7 @@ from .settings_contract import (
 )
 from .signalr import SignalR, declare_signalr
 from .storage import Storage, declare_storage
-from .vault import Vault, declare_vault
+from .vault import GeneratedKey, Vault, declare_vault
 
 #: The Function App's identities (:mod:`.identity`); ``host`` first (deployment, Key Vault references).
 HOST, PREDICT, RETRAIN, PROMOTE = "host", "predict", "retrain", "promote"
@@ -230,6 +230,7 @@ def build(config: StackConfig) -> StackOutputs:
         models_queue_endpoint=store.models_endpoint("queue"),
         signalr_uri=signalr.service_uri,
         mysql_url=database_url(config, database),
+        model_signing_key=GeneratedKey(f"{prefix}-model-signing-key").value,
         app_insights_connection_string=monitoring.app_insights.connection_string,
     )
     ingestor_wiring = Wiring(

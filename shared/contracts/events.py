@@ -4,7 +4,10 @@ Every event is one UTF-8 JSON object with a schema version ``v`` and a ``type``
 (``tick``, ``bar``, ``prediction``, ``price``, ``model_change``, ``deadletter``). Unknown fields are ignored
 on decode, so producers may add fields without breaking consumers; a missing or
 invalid required field raises :class:`MalformedEventError`, which callers count
-and set aside (dead-letter) without failing the rest of their batch.
+and set aside (dead-letter) without failing the rest of their batch. Decoding bounds
+every field to what the consumers and the history store can hold (key strings to the
+store's column lengths, integers to 64 bits, prices and quantities to finite, sane
+ranges), and the decoders raise nothing but :class:`MalformedEventError`.
 
 Units everywhere: prices in the quote currency of the symbol (USD or USDT for
 BTC pairs), quantities in the base asset, times in integer milliseconds since
@@ -45,8 +48,8 @@ class Tick:
     exchange : lower-case venue id, e.g. ``binance``, ``binance-usdm``, ``kraken``.
     symbol : exchange-native symbol, upper case, e.g. ``BTCUSDT`` or ``BTC/USD``.
     trade_id : the exchange's trade id, or ``None`` when the source has none.
-    price : trade price in quote currency (> 0, finite).
-    quantity : traded amount in base currency (>= 0, finite).
+    price : trade price in quote currency, in [1e-12, 1e12] (:data:`PRICE_MIN`, :data:`PRICE_MAX`).
+    quantity : traded amount in base currency, in [0, 1e12] (:data:`QUANTITY_MAX`).
     side : taker side, ``buy`` or ``sell``.
     event_time_ms : exchange trade time, ms since epoch UTC.
     ingest_time_ms : when the ingestor published the tick, ms since epoch UTC.
@@ -189,34 +192,77 @@ def encode(event: Event) -> bytes:
     return json.dumps(to_dict(event), separators=(",", ":"), allow_nan=False).encode()
 
 
+EXCHANGE_MAX_CHARS = 32
+"""Longest ``exchange``: the history store's ``exchange`` column (``VARCHAR(32)``)."""
+SYMBOL_MAX_CHARS = 64
+"""Longest ``symbol``: the history store's ``symbol`` column (``VARCHAR(64)``); with the exchange
+it also keeps a symbol's registry key (``<exchange>.<SYMBOL>``) under the registry's 200 characters."""
+MODEL_VERSION_MAX_CHARS = 128
+"""Longest ``model_version``: the history store's ``model_version`` column (``VARCHAR(128)``)."""
+TEXT_MAX_CHARS = 4096
+"""Longest free-text or key field not stored in a bounded column (``ModelChange.key``/``reason``)."""
+STRING_LIMITS = {"exchange": EXCHANGE_MAX_CHARS, "symbol": SYMBOL_MAX_CHARS, "model_version": MODEL_VERSION_MAX_CHARS}
+"""Longest value of each key string, in characters; equal to the store's column lengths
+(``shared.storage.history.schema.KEY_LENGTHS``; a test keeps them equal)."""
+
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+"""Integers must fit a signed 64-bit column (MySQL ``BIGINT``, SQLite ``INTEGER``)."""
+PRICE_MIN, PRICE_MAX = 1e-12, 1e12
+"""Accepted prices, quote currency, both ends included: the cheapest listed tokens trade near 1e-8
+and BTC near 1e5, so [1e-12, 1e12] leaves four orders of magnitude either side, while any ratio of
+two prices stays within 1e24 (a log return within +-56) and a squared price within 1e24, far from
+float overflow (a price of 1.7e308 made the features' variance infinite: a math domain error)."""
+QUANTITY_MAX = 1e12
+"""Largest quantity of one trade, base asset, included: far above any exchange's lot limit."""
+VOLUME_MAX = 1e15
+"""Largest volume of one bar, base asset, included: a thousand maximal trades."""
+
+
 def _load(raw: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(raw, Mapping):
         obj = raw
     else:
         try:
             obj = json.loads(raw)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise MalformedEventError(f"not JSON: {exc}") from None
+        except (UnicodeDecodeError, ValueError, RecursionError, TypeError) as exc:
+            raise MalformedEventError(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(obj, Mapping):
         raise MalformedEventError(f"not a JSON object: {type(obj).__name__}")
     version = obj.get("v")
     if type(version) is not int or version != SCHEMA_VERSION:  # JSON true is not version 1
-        raise MalformedEventError(f"unsupported schema version v={version!r}")
+        raise MalformedEventError(f"unsupported schema version v={_show(version)}")
     return obj
 
 
-def _num(obj: Mapping[str, Any], name: str, *, positive: bool = False) -> float:
+def _show(value: Any) -> str:
+    """``repr`` of a bad value for an error message, at most 80 characters."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**60 else f"<{value.bit_length()}-bit integer>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _num(obj: Mapping[str, Any], name: str, *, low: float = 0.0, high: float = math.inf,
+         open_low: bool = False) -> float:
+    """A finite number in ``[low, high]`` (``(low, high]`` when ``open_low``), as float."""
     value = obj.get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MalformedEventError(f"{name} must be a number, got {value!r}")
+        raise MalformedEventError(f"{name} must be a number, got {_show(value)}")
+    if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:  # float() of a huge int overflows
+        raise MalformedEventError(f"{name} out of range, got {_show(value)}")
     value = float(value)
     if not math.isfinite(value):
         raise MalformedEventError(f"{name} must be finite, got {value!r}")
-    if positive and value <= 0:
+    if value <= 0 and (open_low or low > 0):
         raise MalformedEventError(f"{name} must be > 0, got {value!r}")
     if value < 0:
         raise MalformedEventError(f"{name} must be >= 0, got {value!r}")
+    if value < low or value > high:
+        interval = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+        raise MalformedEventError(f"{name} must be in {interval}, got {value!r}")
     return value
+
+
+def _price(obj: Mapping[str, Any], name: str) -> float:
+    return _num(obj, name, low=PRICE_MIN, high=PRICE_MAX)
 
 
 def _int(
@@ -226,17 +272,43 @@ def _int(
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise MalformedEventError(f"{name} must be an integer, got {value!r}")
+        raise MalformedEventError(f"{name} must be an integer, got {_show(value)}")
     if value < 0 and not signed:
-        raise MalformedEventError(f"{name} must be >= 0, got {value!r}")
+        raise MalformedEventError(f"{name} must be >= 0, got {_show(value)}")
+    if not INT_MIN <= value <= INT_MAX:
+        raise MalformedEventError(f"{name} must fit in 64 bits, got {_show(value)}")
     return value
 
 
 def _str(obj: Mapping[str, Any], name: str) -> str:
     value = obj.get(name)
     if not isinstance(value, str) or not value:
-        raise MalformedEventError(f"{name} must be a non-empty string, got {value!r}")
+        raise MalformedEventError(f"{name} must be a non-empty string, got {_show(value)}")
+    limit = STRING_LIMITS.get(name, TEXT_MAX_CHARS)
+    if len(value) > limit:
+        raise MalformedEventError(f"{name} longer than {limit} characters: {value[:40]!r}...")
     return value
+
+
+def _type(obj: Mapping[str, Any]) -> str | None:
+    """The event's ``type`` if it is a string, else ``None`` (a list or number is not a type)."""
+    kind = obj.get("type")
+    return kind if isinstance(kind, str) else None
+
+
+def _guarded(decode: Any) -> Any:
+    """Wrap a decoder so that every error it meets is a :class:`MalformedEventError`."""
+
+    def wrapper(raw: bytes | str | Mapping[str, Any]) -> Any:
+        try:
+            return decode(raw)
+        except MalformedEventError:
+            raise
+        except Exception as exc:  # defence in depth: a decoder must never raise anything else
+            raise MalformedEventError(f"undecodable: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+    wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = decode.__name__, decode.__doc__, decode
+    return wrapper
 
 
 def validate_tick(tick: Tick) -> Tick:
@@ -244,28 +316,33 @@ def validate_tick(tick: Tick) -> Tick:
     return decode_tick(to_dict(tick))
 
 
+@_guarded
 def decode_tick(raw: bytes | str | Mapping[str, Any]) -> Tick:
     """Decode and validate a tick event.
+
+    Bounds: ``exchange`` 1-32 and ``symbol`` 1-64 characters (the store's columns), ``price`` in
+    [1e-12, 1e12] quote units (:data:`PRICE_MIN`, :data:`PRICE_MAX`), ``quantity`` in [0, 1e12]
+    base units, integers non-negative and within 63 bits.
 
     Raises
     ------
     MalformedEventError
-        Not JSON, wrong ``v`` or ``type``, a missing field, a non-positive or
-        non-finite price, a negative or non-finite quantity, or an unknown side.
+        Not JSON, wrong ``v`` or ``type``, a missing field or one of a wrong type, a value out
+        of bounds, or an unknown side. Never any other exception.
     """
     obj = _load(raw)
-    if obj.get("type") != Tick.type:
-        raise MalformedEventError(f"expected type 'tick', got {obj.get('type')!r}")
+    if _type(obj) != Tick.type:
+        raise MalformedEventError(f"expected type 'tick', got {_show(obj.get('type'))}")
     exchange, symbol = _str(obj, "exchange"), _str(obj, "symbol")
     side = obj.get("side")
-    if side not in SIDES:
-        raise MalformedEventError(f"side must be one of {SIDES}, got {side!r}")
+    if not isinstance(side, str) or side not in SIDES:
+        raise MalformedEventError(f"side must be one of {SIDES}, got {_show(side)}")
     return Tick(
         exchange=exchange,
         symbol=symbol,
         trade_id=_int(obj, "trade_id", optional=True),
-        price=_num(obj, "price", positive=True),
-        quantity=_num(obj, "quantity"),
+        price=_price(obj, "price"),
+        quantity=_num(obj, "quantity", high=QUANTITY_MAX),
         side=side,
         event_time_ms=_int(obj, "event_time_ms"),
         ingest_time_ms=_int(obj, "ingest_time_ms"),
@@ -280,25 +357,38 @@ def _decode_fields(cls: type, obj: Mapping[str, Any]) -> Event:
         elif f.type == "int":
             # latency may be negative when producer and consumer clocks differ
             values[f.name] = _int(obj, f.name, signed=f.name == "latency_ms")
-        else:
-            values[f.name] = _num(obj, f.name, positive=f.name not in {"volume", "interval_level"})
+        elif f.name in ("volume", "interval_level"):  # interval level: checked in (0, 1) below
+            values[f.name] = _num(obj, f.name, high=VOLUME_MAX)
+        elif f.name in _PRICE_FIELDS:
+            values[f.name] = _price(obj, f.name)
+        else:  # forecasts and their bounds: finite and > 0
+            values[f.name] = _num(obj, f.name, open_low=True)
     return cls(**values)
 
 
+_PRICE_FIELDS = frozenset({"open", "high", "low", "close", "last_close", "price"})
+"""Fields bounded like a trade price; a forecast (``predicted_close``, ``lower``, ``upper``) only
+has to be finite and > 0, so that a wide interval is never set aside."""
+
+
+@_guarded
 def decode_output(raw: bytes | str | Mapping[str, Any]) -> Bar | Prediction | ModelChange | PriceUpdate:
     """Decode and validate an event from the ``predictions`` hub (bar, prediction, model change or price).
 
     Raises
     ------
     MalformedEventError
-        Not JSON, wrong ``v``, a ``type`` other than ``bar``/``prediction``/``model_change``/``price``,
-        or an invalid field (prices must be finite and > 0).
+        Not JSON, wrong ``v``, a ``type`` other than ``bar``/``prediction``/``model_change``/``price``
+        (or not a string), or an invalid field: key strings longer than the store's columns
+        (:data:`STRING_LIMITS`), other strings over 4096 characters, integers beyond 64 bits,
+        prices outside [1e-12, 1e12], volumes outside [0, 1e15], forecasts not finite and > 0.
+        Never any other exception.
     """
     obj = _load(raw)
-    cls = _TYPES.get(obj.get("type"))  # type: ignore[arg-type]
+    cls = _TYPES.get(_type(obj))  # type: ignore[arg-type]
     if cls not in OUTPUT_TYPES:
         raise MalformedEventError(
-            f"expected type 'bar', 'prediction', 'model_change' or 'price', got {obj.get('type')!r}"
+            f"expected type 'bar', 'prediction', 'model_change' or 'price', got {_show(obj.get('type'))}"
         )
     event = _decode_fields(cls, obj)
     if isinstance(event, Prediction) and not 0 < event.interval_level < 1:

@@ -30,6 +30,19 @@ version's last periodic checkpoint stays in Blob Storage, so a manual rollback
 
 Every registry or storage error is logged and answered with "no change" (or a cold
 start on first sight): a storage outage never stops the stream.
+
+Outages degrade, never stall. These hooks run inside the bar-close path, so a storage call
+must never wait long: the serving client is built with no retries and short socket
+timeouts (:data:`shared.serving.wiring.SERVING_BLOB_CLIENT`), and a :class:`Backoff` (a
+circuit breaker) skips every storage call for a back-off period after one fails with an
+``azure.core`` error (1 s, doubling to 30 s while it keeps failing). While it is open,
+pointers are answered from their cached values, models from the in-memory cache of the
+newest loaded version of each key (so a symbol first seen during an outage is served by its
+key's, or the fallback key's, last loaded champion), and checkpoints are postponed to the
+first bar close after storage answers again. Recovery is automatic: the first call after the
+back-off is a probe; when it succeeds the breaker closes. Skipping rather than a background
+thread keeps the swap at the same minute boundary as when storage is healthy (no thread in
+the Functions worker, no race with the engine over a model being pickled).
 """
 
 from __future__ import annotations
@@ -44,6 +57,59 @@ from azure.core.exceptions import AzureError
 from shared.lifecycle.registry import UNCHANGED, ModelRegistry, RegistryError, symbol_key
 
 log = logging.getLogger(__name__)
+
+
+class Backoff:
+    """A circuit breaker: after a failure, calls are skipped until a back-off period has passed.
+
+    The period starts at ``first_seconds`` and doubles at every consecutive failure up to
+    ``max_seconds``; a success resets it. The first call allowed after a period is the probe
+    that finds the service back.
+
+    Parameters
+    ----------
+    first_seconds : back-off after the first failure, s (default 1: a blip costs one skipped
+        poll; the pointer poll itself runs at most every ``MODEL_POLL_SECONDS``, default 5).
+    max_seconds : longest back-off, s (default 30: a service back after an outage is found
+        within 30 s, and a dead one is probed at most twice a minute, i.e. once per bar).
+    clock : monotonic seconds (injectable for tests).
+    """
+
+    def __init__(self, first_seconds: float = 1.0, max_seconds: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.first_seconds = first_seconds
+        self.max_seconds = max_seconds
+        self.clock = clock
+        self.failures = 0
+        """Consecutive failures (0: closed, calls go through)."""
+        self.skipped = 0
+        """Calls skipped since the breaker was built."""
+        self._until = 0.0
+
+    def ready(self) -> bool:
+        """Whether a call may go out now; counts a skip when not."""
+        if self.clock() >= self._until:
+            return True
+        self.skipped += 1
+        return False
+
+    def failed(self) -> float:
+        """Record a failure; return the back-off now in force, s."""
+        self.failures += 1
+        delay = min(self.max_seconds, self.first_seconds * 2 ** (self.failures - 1))
+        self._until = self.clock() + delay
+        return delay
+
+    def succeeded(self) -> None:
+        """Record a success: close the breaker."""
+        if self.failures:
+            log.info("service answers again after %d failed call(s)", self.failures)
+        self.failures = 0
+        self._until = 0.0
+
+
+class _Skipped(Exception):
+    """A storage call was not made (breaker open) or failed (breaker now open)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +148,7 @@ class ChampionSource:
     checkpoint_seconds : least time between two checkpoints of one symbol
         (``MODEL_CHECKPOINT_SECONDS``); 0 disables checkpoints.
     clock : monotonic seconds (injectable for tests).
+    backoff : the breaker guarding every storage call; default a :class:`Backoff` on ``clock``.
     """
 
     def __init__(
@@ -91,6 +158,7 @@ class ChampionSource:
         poll_seconds: float = 5.0,
         checkpoint_seconds: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        backoff: Backoff | None = None,
     ) -> None:
         self.registry = registry
         self.fallback_key = fallback_key
@@ -99,8 +167,57 @@ class ChampionSource:
         self.clock = clock
         self._pointers: dict[str, _Pointer] = {}
         self._last_checkpoint: dict[tuple[str, str], float] = {}
+        self._models: dict[str, tuple[str, object]] = {}  # key -> newest loaded (version, model)
+        self.backoff = backoff if backoff is not None else Backoff(clock=clock)
         self.checkpoints_saved = 0
         self.errors = 0
+
+    def _call(self, what: str, fn: Callable[..., object], *args: object) -> object:
+        """``fn(*args)`` unless the breaker is open; an ``AzureError`` opens it.
+
+        Raises
+        ------
+        _Skipped
+            The call was skipped, or failed with an ``azure.core`` error.
+        RegistryError
+            Whatever ``fn`` raises (a bad blob is not an outage).
+        """
+        if not self.backoff.ready():
+            raise _Skipped(what)
+        try:
+            found = fn(*args)
+        except AzureError as exc:
+            self.errors += 1
+            delay = self.backoff.failed()
+            log.error("model storage failed (%s: %s); skipping storage calls for %.0f s",
+                      what, type(exc).__name__, delay)
+            raise _Skipped(what) from exc
+        self.backoff.succeeded()
+        return found
+
+    def _load(self, key: str, version: str) -> tuple[str, object]:
+        """``(version, model)`` of ``key``: the cached one if it is ``version``, else loaded.
+
+        With storage unreachable, the newest cached version of ``key`` (possibly older).
+
+        Raises
+        ------
+        _Skipped
+            Storage unreachable and nothing of ``key`` cached.
+        RegistryError
+            The blob is refused (e.g. digest mismatch).
+        """
+        cached = self._models.get(key)
+        if cached is not None and cached[0] == version:
+            return cached
+        try:
+            model, _meta = self._call("load", self.registry.load, key, version)  # type: ignore[misc]
+        except _Skipped:
+            if cached is None:
+                raise
+            return cached
+        self._models[key] = (version, model)
+        return version, model
 
     # ------------------------------------------------------------------ pointers
 
@@ -110,7 +227,10 @@ class ChampionSource:
         cached = self._pointers.get(key)
         if cached is not None and not force and now - cached.checked_at < self.poll_seconds:
             return cached.version
-        found = self.registry.current_if_changed(key, cached.etag if cached else None)
+        try:
+            found = self._call("pointer", self.registry.current_if_changed, key, cached.etag if cached else None)
+        except _Skipped:  # storage down: the last known champion (None if never read)
+            return cached.version if cached is not None else None
         if found == UNCHANGED:
             cached.checked_at = now  # type: ignore[union-attr]
             return cached.version  # type: ignore[union-attr]
@@ -121,10 +241,12 @@ class ChampionSource:
     def champion(self, exchange: str, symbol: str, *, force: bool = False) -> tuple[str, str] | None:
         """``(key, version)`` of the champion serving the symbol now, or ``None``.
 
+        While storage is unreachable (breaker open) the pointers' last read values answer.
+
         Raises
         ------
-        RegistryError, azure.core.exceptions.AzureError
-            The registry cannot be read.
+        RegistryError
+            The registry refuses the read (e.g. no container).
         """
         own = symbol_key(exchange, symbol)
         version = self._pointer(own, force=force)
@@ -144,16 +266,21 @@ class ChampionSource:
             key, version = found
             own = symbol_key(exchange, symbol)
             try:
-                restored = self.registry.load_checkpoint(own, version)
+                restored = self._call("checkpoint load", self.registry.load_checkpoint, own, version)
             except RegistryError as exc:  # a bad checkpoint is skipped, not fatal
                 log.error("checkpoint of %s/%s refused, loading the champion blob: %s", own, version, exc)
                 restored = None
+            except _Skipped:  # storage down: serve the cached champion without its checkpoint
+                restored = None
             if restored is not None:
                 log.info("%s %s: resuming %s from its checkpoint of %s", exchange, symbol, version,
-                         restored[1].get("saved_at_ms"))
-                return ServingModel(restored[0], version, key, restored=True)
-            model, _meta = self.registry.load(key, version)
+                         restored[1].get("saved_at_ms"))  # type: ignore[index]
+                return ServingModel(restored[0], version, key, restored=True)  # type: ignore[index]
+            version, model = self._load(key, version)
             return ServingModel(model, version, key)
+        except _Skipped:
+            log.error("model storage unreachable and no model of %s %s cached: starting cold", exchange, symbol)
+            return None
         except (RegistryError, AzureError) as exc:  # e.g. digest mismatch, storage unreachable
             self.errors += 1
             log.error("cannot load a model for %s %s: %s", exchange, symbol, exc)
@@ -166,7 +293,11 @@ class ChampionSource:
             if found is None or found[1] == serving_version:
                 return None
             key, version = found
-            model, _meta = self.registry.load(key, version)
+            version, model = self._load(key, version)
+            if version == serving_version:  # storage down: only the serving version is cached
+                return None
+        except _Skipped:  # storage down: keep serving; retried at a later bar close
+            return None
         except (RegistryError, AzureError) as exc:
             self.errors += 1
             log.error("cannot reload the champion of %s %s (keeping %s): %s", exchange, symbol,
@@ -183,9 +314,14 @@ class ChampionSource:
         last = self._last_checkpoint.setdefault((exchange, symbol), now)  # first call starts the interval
         if now - last < self.checkpoint_seconds:
             return False
+        if not self.backoff.ready():  # storage down: try again at the first bar close after the back-off
+            return False
         self._last_checkpoint[(exchange, symbol)] = now
         try:
-            self.registry.save_checkpoint(symbol_key(exchange, symbol), version, forecaster)
+            self._call("checkpoint save", self.registry.save_checkpoint, symbol_key(exchange, symbol),
+                       version, forecaster)
+        except _Skipped:
+            return False
         except (RegistryError, AzureError, ValueError) as exc:
             self.errors += 1
             log.error("checkpoint of %s %s (%s) failed: %s", exchange, symbol, version, exc)

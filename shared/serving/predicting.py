@@ -1,8 +1,10 @@
 """The ``predict`` use case: a batch of raw tick events in, bar, prediction and price events out.
 
-Decoding and validation happen here, event by event: a malformed tick is counted,
-logged with its position and set aside as a dead letter, and the rest of the
-batch is processed. Valid ticks go through :class:`shared.serving.engine.ForecastEngine`.
+Decoding and validation happen here, event by event: a malformed tick, one refused by the
+time and sequence gate (:class:`shared.stream.sanity.TickGate`: implausible event time or trade
+id, too many new symbols), or one on which the engine raises is counted, logged with its
+position and set aside as a dead letter, and the rest of the batch is processed. Valid ticks go
+through :class:`shared.serving.engine.ForecastEngine`, whose step for one tick is all or nothing.
 The Azure Function and the local stack are two thin drivers of :class:`PredictService`.
 
 Redelivery never applies a tick twice
@@ -35,6 +37,7 @@ from shared.contracts.events import MalformedEventError, PriceUpdate, Tick, deco
 from shared.lifecycle.champions import ChampionSource
 from shared.lifecycle.registry import ModelRegistry
 from shared.serving.engine import ForecastEngine, Warmup, now_ms
+from shared.stream.sanity import TickGate
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +162,7 @@ class PredictService:
         self.prices = PriceThrottle(price_update_ms) if price_update_ms is not None else None
         self.clock = clock
         self.applied = AppliedEvents(replay_window)
+        self.gate = TickGate(clock)
         self.closers: list[Callable[[], None]] = []
         """Called by :meth:`close` (e.g. the history store used for warm-up)."""
 
@@ -182,8 +186,15 @@ class PredictService:
         BatchResult
             ``outputs``: bars and predictions in event order, then price updates;
             ``deadletters``; ``counts`` (``ticks``, ``bars``, ``predictions``, ``prices``,
-            ``malformed``, ``late``, ``out_of_sequence``, ``replayed``, ``redelivered_uncached``);
+            ``malformed``, ``late``, ``out_of_sequence``, ``future``, ``time_jump``, ``stale``,
+            ``id_jump``, ``new_symbol_rate``, ``engine_error``, ``replayed``, ``redelivered_uncached``);
             ``latest_prices`` of the ticks applied in this call.
+
+        Every event is handled on its own: one that cannot be decoded, that the gate refuses
+        (:mod:`shared.stream.sanity`) or on which the engine raises is counted and dead-lettered
+        with its position and reason, and the batch goes on; the engine step of a tick is all or
+        nothing, so a refused or failed tick leaves no trace. Raises only what cannot be
+        attributed to one event (none known).
         """
         result = BatchResult()
         done: list[Applied] = []
@@ -227,10 +238,24 @@ class PredictService:
             result.set_aside(self.source, raw, str(exc))
             applied.deadletter = result.deadletters.pop()
             return applied
-        result.counts["ticks"] += 1
+        verdict = self.gate.check(tick)
+        if verdict is not None:
+            counter, reason = verdict
+            result.set_aside(self.source, raw, reason, counter)
+            applied.deadletter = result.deadletters.pop()
+            return applied
         rejected: list[tuple[int, str, str]] = []
-        for event in self.engine.process([tick], rejected):
-            applied.outputs.append(encode(event))
+        try:
+            events = self.engine.process([tick], rejected)
+            outputs = [encode(event) for event in events]
+        except Exception as exc:  # one event's failure (model lookup, features, model) never blocks the batch
+            log.exception("engine failed on %s event at %s", self.source, raw.position)
+            result.set_aside(self.source, raw, f"engine error: {type(exc).__name__}: {str(exc)[:300]}", "engine_error")
+            applied.deadletter = result.deadletters.pop()
+            return applied
+        result.counts["ticks"] += 1
+        for event, encoded in zip(events, outputs):
+            applied.outputs.append(encoded)
             result.counts[event.type + "s"] += 1
         if rejected:
             _, counter, reason = rejected[0]
@@ -238,6 +263,7 @@ class PredictService:
             applied.deadletter = result.deadletters.pop()
         else:
             known = result.latest_prices.get((tick.exchange, tick.symbol))
+            self.gate.accept(tick)
             result.note_price(tick.exchange, tick.symbol, tick.price, tick.event_time_ms)
             if result.latest_prices[(tick.exchange, tick.symbol)] != known:
                 fresh[(tick.exchange, tick.symbol)] = applied

@@ -15,20 +15,39 @@ Blob Storage SDK: ``tests/unit/test_cold_start.py`` guards it, and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from shared.settings import Settings, SettingsError
 
 if TYPE_CHECKING:  # the annotations only; the builders import these when called
+    from shared.contracts.events import Bar
+    from shared.lifecycle.champions import Backoff
     from shared.lifecycle.promotion import PromotionService
     from shared.lifecycle.registry import ModelRegistry
     from shared.lifecycle.retrain import RetrainService
     from shared.serving.api import HistoryApi
     from shared.serving.predicting import PredictService
     from shared.storage.archiving import ArchiveService
+    from shared.storage.history import HistoryStore
+
+log = logging.getLogger(__name__)
+
+SERVING_BLOB_CLIENT: dict[str, Any] = {"retry_total": 0, "connection_timeout": 2, "read_timeout": 10}
+"""Blob client options of ``predict``'s registry, whose calls run inside the bar-close path.
+
+No retries: azure-storage-blob's default policy is ``ExponentialRetry`` with ``retry_total=3``
+and ``initial_backoff=15`` s (learn.microsoft.com, "Implement a retry policy with Python",
+storage-retry-policy-python), which froze a bar close for 17 s during a 10.6 s Azurite outage;
+the breaker of :class:`shared.lifecycle.champions.ChampionSource` retries instead, at later bar
+closes. ``connection_timeout`` 2 s (azure-core's default is 300 s) bounds a connect to an
+unreachable endpoint; ``read_timeout`` 10 s (default 300 s) is the longest silence between two
+socket reads, ample for a model blob in the same region.
+"""
 
 
-def make_registry(settings: Settings, client_id: str | None = None) -> ModelRegistry | None:
+def make_registry(settings: Settings, client_id: str | None = None, **client_kwargs: Any) -> ModelRegistry | None:
     """The model registry, or ``None`` when no Blob Storage is configured.
 
     ``client_id`` selects the user-assigned managed identity the registry's client authenticates
@@ -36,7 +55,8 @@ def make_registry(settings: Settings, client_id: str | None = None) -> ModelRegi
     promote_model write with identities of their own (``MODEL_STORAGE_RETRAIN_CLIENT_ID``,
     ``MODEL_STORAGE_PROMOTE_CLIENT_ID``; infra/tickcast_infra/identity.py). ``None`` keeps
     ``DefaultAzureCredential`` (``AZURE_CLIENT_ID``); a connection string (``MODEL_STORAGE``,
-    locally Azurite's) ignores it.
+    locally Azurite's) ignores it. ``client_kwargs`` go to the ``ContainerClient`` (e.g.
+    :data:`SERVING_BLOB_CLIENT`).
     """
     if not (settings.model_storage_connection or settings.model_storage_url):
         return None
@@ -50,9 +70,10 @@ def make_registry(settings: Settings, client_id: str | None = None) -> ModelRegi
             settings.model_storage_url,  # type: ignore[arg-type]  # set: checked above
             settings.models_container,
             credential=ManagedIdentityCredential(client_id=client_id),
+            **client_kwargs,
         )
         return ModelRegistry(container)
-    return ModelRegistry.from_settings(settings)
+    return ModelRegistry.from_settings(settings, **client_kwargs)
 
 
 def require_registry(settings: Settings, who: str, client_id: str | None = None) -> ModelRegistry:
@@ -70,22 +91,83 @@ def require_registry(settings: Settings, who: str, client_id: str | None = None)
     return registry
 
 
+class HistoryWarmup:
+    """Warm-up bars from the history store, opened on first use; never fails, never waits long.
+
+    ``predict`` must start and predict with the database down, so the store is not opened
+    when the service is built but when the first symbol is seen. A failure to open or read
+    opens ``backoff``: one log line, and every symbol first seen during the back-off starts
+    with cold features (``[]``) without a connection attempt. Such a symbol is not warmed
+    later: its features fill from the live bars within ``bars`` minutes, and replaying stored
+    bars into features that already saw newer ones would put them out of order. Symbols first
+    seen after the database answers again are warmed as usual.
+
+    Parameters
+    ----------
+    open_store : opens the history store (e.g. ``HistoryStore.from_settings``).
+    bars : newest bars to read per symbol (``STATE_WARMUP_BARS``).
+    backoff : breaker between attempts (:class:`shared.lifecycle.champions.Backoff`).
+    """
+
+    def __init__(self, open_store: Callable[[], HistoryStore], bars: int, backoff: Backoff) -> None:
+        self.open_store = open_store
+        self.bars = bars
+        self.backoff = backoff
+        self.store: HistoryStore | None = None
+        self.skipped = 0
+        """Symbols that started with cold features because the store was unreachable."""
+
+    def __call__(self, exchange: str, symbol: str) -> list[Bar]:
+        """The newest ``bars`` stored bars of the symbol, oldest first; ``[]`` while the store is down."""
+        if not self.backoff.ready():
+            self.skipped += 1
+            return []
+        try:
+            if self.store is None:
+                self.store = self.open_store()
+            bars = self.store.latest_bars(exchange, symbol, self.bars)
+        except Exception as exc:  # any driver error: degrade to cold features, keep streaming
+            self.skipped += 1
+            delay = self.backoff.failed()
+            log.error("history store unreachable (%s); %s %s and symbols first seen in the next %.0f s "
+                      "start with cold features", type(exc).__name__, exchange, symbol, delay)
+            return []
+        self.backoff.succeeded()
+        return bars
+
+    def close(self) -> None:
+        """Close the store if it was opened."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
 def make_predict_service(settings: Settings) -> PredictService:
     """A :class:`PredictService` serving each symbol's champion (or ``MODEL_KEY``'s), hot-reloaded.
 
-    It emits a ``price`` event per symbol at most every ``PRICE_UPDATE_MS``. Feature state of a newly seen symbol is warmed from the newest
-    ``STATE_WARMUP_BARS`` bars of the history store (MySQL, or the SQLite file).
-    """
-    from shared.serving.predicting import build_predict_service
-    from shared.storage.history import HistoryStore
+    It emits a ``price`` event per symbol at most every ``PRICE_UPDATE_MS``. Feature state of a
+    newly seen symbol is warmed from the newest ``STATE_WARMUP_BARS`` bars of the history store
+    (MySQL, or the SQLite file) through a :class:`HistoryWarmup`, so the service builds and
+    predicts with the database down. Its registry client is configured by
+    :data:`SERVING_BLOB_CLIENT`, so a Blob Storage outage costs a bar close milliseconds (a
+    refused connection) to 2 s (an unreachable host), once per back-off period.
 
-    store = HistoryStore.from_settings(settings) if settings.state_warmup_bars > 0 else None
+    Raises
+    ------
+    ValueError
+        A malformed or unsupported ``MYSQL_URL`` (no connection is attempted here).
+    """
+    from shared.lifecycle.champions import Backoff
+    from shared.serving.predicting import build_predict_service
+    from shared.storage.history import HistoryStore, normalise_url
+
     warmup = None
-    if store is not None:
-        n = settings.state_warmup_bars
-        warmup = lambda exchange, symbol: store.latest_bars(exchange, symbol, n)
+    if settings.state_warmup_bars > 0:
+        normalise_url(settings.mysql_url)  # a malformed MYSQL_URL still fails the build (ValueError)
+        warmup = HistoryWarmup(lambda: HistoryStore.from_settings(settings), settings.state_warmup_bars,
+                               Backoff())
     service = build_predict_service(
-        make_registry(settings),
+        make_registry(settings, **SERVING_BLOB_CLIENT),
         settings.model_key,
         settings.interval_level,
         settings.model_poll_seconds,
@@ -94,8 +176,8 @@ def make_predict_service(settings: Settings) -> PredictService:
         forecast_model=settings.forecast_model,
         price_update_ms=settings.price_update_ms,
     )
-    if store is not None:
-        service.closers.append(store.close)
+    if warmup is not None:
+        service.closers.append(warmup.close)
     return service
 
 

@@ -101,6 +101,20 @@ class BarBuilder:
         self._count = 1
         return closed
 
+    @property
+    def last_trade_id(self) -> int | None:
+        """Highest trade id accepted so far, or ``None``."""
+        return self._last_trade_id
+
+    def reopen(self, bar: Bar, last_trade_id: int | None) -> None:
+        """Undo the :meth:`add` that closed ``bar``: ``bar`` is in progress again, with the trade
+        id as it was before that add (``last_trade_id``). For an engine step that failed after
+        the builder moved, so that the failed tick leaves no trace.
+        """
+        self._minute, self._open, self._high, self._low = bar.open_time_ms, bar.open, bar.high, bar.low
+        self._close, self._volume, self._count = bar.close, bar.volume, bar.trade_count
+        self._last_trade_id = last_trade_id
+
     def _snapshot(self) -> Bar | None:
         if self._minute is None:
             return None

@@ -83,7 +83,8 @@ def test_a_failing_signalr_hub_loses_no_prediction_and_blocks_nothing(
         hub_up[0] = True  # the quota resets: later batches go out, nothing waits for the failed one
         producer.produce(ticks_hub, value=encode(ticks[-1].__class__(**{
             **{f: getattr(ticks[-1], f) for f in ticks[-1].__slots__},
-            "trade_id": None, "event_time_ms": ticks[-1].event_time_ms + 120_000})), key=b"BTC/USD")
+            "trade_id": None, "event_time_ms": ticks[-1].event_time_ms + 61_000,
+            "ingest_time_ms": ticks[-1].ingest_time_ms + 61_000})), key=b"BTC/USD")  # a minute later, as received
         producer.flush(30)
         for _ in range(200):
             predict.run_once()

@@ -67,8 +67,11 @@ def current_minute_ms() -> int:
 
 
 def tick_at(minute_ms: int, price: float, trade_id: int) -> Tick:
-    now = time.time_ns() // 1_000_000
-    return Tick(EXCHANGE, SYMBOL, trade_id, price, 0.01, "buy", minute_ms + 1_000, now)
+    """A tick 1 s into ``minute_ms``, stamped as a live ingestor would (100 ms after the trade, never before now):
+    the test runs market time faster than the wall clock, and predict refuses ticks dated over a minute
+    after their own ingest time."""
+    event_ms = minute_ms + 1_000
+    return Tick(EXCHANGE, SYMBOL, trade_id, price, 0.01, "buy", event_ms, max(time.time_ns() // 1_000_000, event_ms + 100))
 
 
 class BiasedForecaster(ReturnForecaster):

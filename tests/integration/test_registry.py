@@ -246,7 +246,7 @@ def test_missing_version_raises_model_not_found(model_registry: ModelRegistry, b
         model_registry.load("k", meta.version)
 
 
-def test_missing_container_is_reported_as_such(azurite: AzuriteServer) -> None:
+def test_missing_container_is_reported_as_such(azurite: AzuriteServer, model_signing_key: str) -> None:
     client = ContainerClient.from_connection_string(azurite.connection_string, f"absent-{uuid.uuid4().hex}")
     registry = ModelRegistry(client)
     with pytest.raises(RegistryError, match="ensure_container") as info:

@@ -4,14 +4,19 @@ Fixtures
 --------
 azurite : local_stack.azurite.AzuriteServer (session)
     Started once, in memory, on a free loopback port; stopped at the end of the session.
+model_signing_key : str (function)
+    A random ``MODEL_SIGNING_KEY`` (64 hex digits), also set in ``os.environ`` for the test, as
+    the local stack does: registries built from the environment sign and verify with it.
 blob_container : azure.storage.blob.ContainerClient (function)
-    A new, uniquely named, empty container on ``azurite``; deleted after the test.
+    A new, uniquely named, empty container on ``azurite``; deleted after the test. Uses
+    ``model_signing_key``, so every test with a container has a signing key.
 model_registry : shared.lifecycle.registry.ModelRegistry (function)
-    ``ModelRegistry(blob_container)``.
+    ``ModelRegistry(blob_container, model_signing_key)``.
 """
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator
 
@@ -35,7 +40,15 @@ def azurite() -> Iterator[AzuriteServer]:
 
 
 @pytest.fixture
-def blob_container(azurite: AzuriteServer) -> Iterator[ContainerClient]:
+def model_signing_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh random signing key, set as ``MODEL_SIGNING_KEY`` for this test."""
+    key = secrets.token_hex(32)
+    monkeypatch.setenv("MODEL_SIGNING_KEY", key)
+    return key
+
+
+@pytest.fixture
+def blob_container(azurite: AzuriteServer, model_signing_key: str) -> Iterator[ContainerClient]:
     """A fresh container (``test-<32 hex>``) on the session's Azurite, deleted afterwards."""
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     container = service.create_container(f"test-{uuid.uuid4().hex}")
@@ -51,6 +64,6 @@ def blob_container(azurite: AzuriteServer) -> Iterator[ContainerClient]:
 
 
 @pytest.fixture
-def model_registry(blob_container: ContainerClient) -> ModelRegistry:
-    """A :class:`~shared.lifecycle.registry.ModelRegistry` on this test's own container."""
-    return ModelRegistry(blob_container)
+def model_registry(blob_container: ContainerClient, model_signing_key: str) -> ModelRegistry:
+    """A :class:`~shared.lifecycle.registry.ModelRegistry` on this test's own container, signing with its key."""
+    return ModelRegistry(blob_container, model_signing_key)

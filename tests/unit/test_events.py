@@ -40,7 +40,7 @@ ticks = st.builds(
     Tick,
     exchange=names,
     symbol=names,
-    trade_id=st.none() | st.integers(min_value=0, max_value=2**63),
+    trade_id=st.none() | st.integers(min_value=0, max_value=2**63 - 1),
     price=positive,
     quantity=non_negative,
     side=st.sampled_from(["buy", "sell"]),

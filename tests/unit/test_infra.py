@@ -44,8 +44,9 @@ PASSWORD = "Tick-Pa55word!x"
 SHARED_KEY = "MOCK-LOG-ANALYTICS-SHARED-KEY=="
 BLOBS_KEY = "MOCK-BLOBS-EXTENSION-KEY=="
 IKEY_CONNECTION = "InstrumentationKey=11111111-2222-3333-4444-555555555555;IngestionEndpoint=https://x/"
+SIGNING_KEY = "MOCK-GENERATED-MODEL-SIGNING-KEY-0123456789abcdef0123456789abcdef"
 #: Values that must never appear in plain text in any resource input.
-SECRET_VALUES = (PASSWORD, SHARED_KEY, BLOBS_KEY)
+SECRET_VALUES = (PASSWORD, SHARED_KEY, BLOBS_KEY, SIGNING_KEY)
 SECRET_SIG = pulumi.runtime.rpc._special_sig_key  # the marker of a secret value in mock inputs
 
 # --- mocks -------------------------------------------------------------------------------------------
@@ -105,6 +106,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["customerId"] = f"{name}-customer-id"
         elif args.typ == "azure-native:applicationinsights:Component":
             outputs["connectionString"] = IKEY_CONNECTION
+        elif args.typ == "pulumi-python:dynamic:Resource":  # vault.GeneratedKey: what its create() draws
+            outputs["value"] = SIGNING_KEY
         self.resources.append(Registered(args.typ, args.name, inputs, rid, outputs))
         return rid, outputs
 
@@ -198,6 +201,11 @@ class Deployed:
     def ingestor_env(self) -> dict[str, dict]:
         (container,) = self.one("app:ContainerApp").inputs["template"]["containers"]
         return {e["name"]: e for e in container["env"]}
+
+    def secret(self, name: str) -> Registered:
+        """The Key Vault secret named ``name``."""
+        (found,) = [r for r in self.of_type("keyvault:Secret") if r.inputs["secretName"] == name]
+        return found
 
     def identity(self, key: str) -> Registered:
         (found,) = [r for r in self.of_type("managedidentity:UserAssignedIdentity") if r.name.endswith(f"-id-{key}")]
@@ -384,7 +392,8 @@ def test_function_app_settings_point_at_the_right_resources(built):
                                        for k in ("host", "predict", "retrain", "promote"))
     signalr = built.one("signalrservice:SignalR").name
     vault = built.one("keyvault:Vault").name
-    secret = built.one("keyvault:Secret").inputs["secretName"]
+    secret = built.secret(infra_config.MYSQL_URL_SECRET).inputs["secretName"]
+    signing = built.secret(contract.MODEL_SIGNING_KEY_SECRET).inputs["secretName"]
     expected = {
         "TICKS_HUB_NAME": built.hub("ticks").inputs["eventHubName"],
         "PREDICTIONS_HUB_NAME": built.hub("predictions").inputs["eventHubName"],
@@ -405,6 +414,7 @@ def test_function_app_settings_point_at_the_right_resources(built):
         "MODELS_CONTAINER": "models",
         "RETRAIN_SCHEDULE": CONFIG.retrain_schedule,
         "MYSQL_URL": f"@Microsoft.KeyVault(SecretUri=https://{vault}.vault.azure.net/secrets/{secret}/)",
+        "MODEL_SIGNING_KEY": f"@Microsoft.KeyVault(SecretUri=https://{vault}.vault.azure.net/secrets/{signing}/)",
         "AzureSignalRConnectionString__serviceUri": f"https://{signalr}.service.signalr.net",
         "AzureSignalRConnectionString__credential": "managedidentity",
         "AzureSignalRConnectionString__clientId": host,
@@ -513,8 +523,8 @@ def test_no_secret_reaches_an_app_setting_or_env_var_even_as_a_pulumi_secret(bui
 def test_secrets_are_passed_as_pulumi_secrets(built):
     server = built.one("dbformysql:Server").inputs
     assert is_secret(server["administratorLoginPassword"]) and unwrap(server["administratorLoginPassword"]) == PASSWORD
-    kv_secret = built.one("keyvault:Secret").inputs
-    assert is_secret(kv_secret["properties"])
+    for kv_secret in built.of_type("keyvault:Secret"):
+        assert is_secret(kv_secret.inputs["properties"]), kv_secret.name
     env = built.one("app:ManagedEnvironment").inputs["appLogsConfiguration"]
     assert unwrap(env)["logAnalyticsConfiguration"]["sharedKey"] == SHARED_KEY
     sub = built.one("eventgrid:SystemTopicEventSubscription").inputs
@@ -523,7 +533,7 @@ def test_secrets_are_passed_as_pulumi_secrets(built):
 
 def test_mysql_url_secret_is_the_history_store_url(built):
     host = built.exports["mysql_host"]
-    value = unwrap(built.one("keyvault:Secret").inputs["properties"])["value"]
+    value = unwrap(built.secret(infra_config.MYSQL_URL_SECRET).inputs["properties"])["value"]
     assert value == (
         f"mysql+pymysql://tickadmin:Tick-Pa55word%21x@{host}:3306/tickcast"
         "?ssl_ca=/etc/ssl/certs/ca-certificates.crt"
@@ -540,7 +550,26 @@ def test_key_vault_uses_rbac_and_the_tenant(built):
     props = built.one("keyvault:Vault").inputs["properties"]
     assert props["enableRbacAuthorization"] is True
     assert props["tenantId"] == TENANT
-    assert built.one("keyvault:Secret").inputs["secretName"] == infra_config.MYSQL_URL_SECRET
+    assert sorted(r.inputs["secretName"] for r in built.of_type("keyvault:Secret")) == sorted(
+        [infra_config.MYSQL_URL_SECRET, contract.MODEL_SIGNING_KEY_SECRET]
+    )
+
+
+def test_model_signing_key_is_generated_once_and_kept_in_key_vault_only(built):
+    """MODEL_SIGNING_KEY reaches the Function App only as a Key Vault reference to the stack's
+    generated key; the key itself is a Pulumi secret, long enough for HMAC-SHA256 (RFC 2104)."""
+    (generated,) = built.of_type("pulumi-python:dynamic:Resource")
+    assert generated.name == f"{CONFIG.name_prefix}-model-signing-key"
+    value = unwrap(built.secret(contract.MODEL_SIGNING_KEY_SECRET).inputs["properties"])["value"]
+    assert value == SIGNING_KEY
+    assert built.app_settings()["MODEL_SIGNING_KEY"].startswith("@Microsoft.KeyVault(SecretUri=")
+    from tickcast_infra.vault import _GeneratedKeyProvider
+    from shared.lifecycle.registry.signing import MIN_KEY_BYTES
+
+    provider = _GeneratedKeyProvider()
+    made = [provider.create({}).outs["value"] for _ in range(2)]
+    assert made[0] != made[1] and all(len(v.encode()) >= MIN_KEY_BYTES for v in made)
+    assert provider.diff("id", {"value": made[0]}, {"value": None}).changes is False  # never rotated by an update
 
 
 # --- identities and role assignments -----------------------------------------------------------------
@@ -584,6 +613,7 @@ def test_role_assignments_are_least_privilege(built):
         ("host", "Storage Table Data Contributor", f"{p}st", None),
         ("host", "SignalR Service Owner", f"{p}-signalr", None),
         ("host", "Key Vault Secrets User", f"{p}-kv-mysql-url", None),
+        ("host", "Key Vault Secrets User", f"{p}-kv-model-signing-key", None),
         ("host", "Monitoring Metrics Publisher", f"{p}-appi", None),
         ("predict", "Storage Blob Data Contributor", models, roles.path_condition(("checkpoints",))),
         ("retrain", "Storage Blob Data Contributor", models, roles.path_condition(("candidates",))),
@@ -672,7 +702,7 @@ def test_function_app_waits_for_its_role_assignments(built):
     principals = {built.identity(k).outputs["principalId"] for k in FUNCTION_IDENTITIES}
     granted = [i for i, r in enumerate(built.mocks.resources)
                if r.short == "authorization:RoleAssignment" and r.inputs["principalId"] in principals]
-    assert len(granted) == 14 and max(granted) < app_at
+    assert len(granted) == 15 and max(granted) < app_at
 
 
 # --- Function App ----------------------------------------------------------------------------------------
@@ -906,7 +936,8 @@ def test_resource_inventory(built):
         "dbformysql:Server": 1, "dbformysql:Database": 1, "dbformysql:Configuration": 1,
         "dbformysql:FirewallRule": 1,
         "managedidentity:UserAssignedIdentity": 5, "signalrservice:SignalR": 1,
-        "keyvault:Vault": 1, "keyvault:Secret": 1, "authorization:RoleAssignment": 17,
+        "keyvault:Vault": 1, "keyvault:Secret": 2, "authorization:RoleAssignment": 18,
+        "pulumi-python:dynamic:Resource": 1,
         "web:AppServicePlan": 1, "web:WebApp": 1,
         "eventgrid:SystemTopic": 1, "eventgrid:SystemTopicEventSubscription": 1,
         "containerregistry:Registry": 1, "app:ManagedEnvironment": 1, "app:ContainerApp": 1,

@@ -7,16 +7,18 @@ Split around one verified put/get; each module has one job:
 * :mod:`.blobs` — blob I/O and the one verified put/get of model bytes: bytes first, then the
   record with their sha256 and size; bytes checked against it before :func:`loads_model`
   (which maps :data:`RENAMED_MODULES`) unpickles them.
+* :mod:`.signing` — the HMAC of model blobs (why a MAC suffices, the key, what is refused).
 * :mod:`.candidates` — write-once candidate versions (``save``, ``list_versions``, ``metadata``, ``load``).
 * :mod:`.pointer` — the champion pointer ``current.json`` with ETag If-Match / If-None-Match.
 * :mod:`.checkpoints` — the online-updated state of a serving version.
 * :mod:`.decisions` — the promotion decision log.
 * :mod:`.facade` — :class:`ModelRegistry`, the entry point that composes them.
 
-Integrity, not authenticity: :meth:`ModelRegistry.load` refuses bytes whose size or sha256
-differs from the metadata *before* unpickling them, which catches corruption, truncation and
-partial overwrites. Unpickling is code execution, and whoever can write the container can
-also rewrite the metadata, so only point the registry at a container you trust.
+Integrity and authenticity: :meth:`ModelRegistry.load` (and every checkpoint load) refuses
+bytes whose size or sha256 differs from the metadata, or whose HMAC-SHA256 over bytes, key,
+version and kind does not verify with ``MODEL_SIGNING_KEY`` (:mod:`.signing`), *before*
+unpickling them. So corruption, truncation, partial overwrites and blobs planted by anyone who
+can write the container but does not hold the key never execute.
 
 Examples
 --------
@@ -39,11 +41,13 @@ from shared.lifecycle.registry.layout import (
     ModelNotFoundError,
     PointerConflictError,
     RegistryError,
+    SignatureError,
     VersionExistsError,
     symbol_key,
     validate_key,
 )
 from shared.lifecycle.registry.pointer import UNCHANGED, ChampionPointer
+from shared.lifecycle.registry.signing import ModelIdentity, ModelSigner
 
 __all__ = [
     "METADATA_FORMAT",
@@ -57,11 +61,14 @@ __all__ = [
     "DecisionLog",
     "Digest",
     "DigestMismatchError",
+    "ModelIdentity",
     "ModelMetadata",
     "ModelNotFoundError",
     "ModelRegistry",
+    "ModelSigner",
     "PointerConflictError",
     "RegistryError",
+    "SignatureError",
     "VersionExistsError",
     "loads_model",
     "symbol_key",

@@ -4,20 +4,22 @@ Every model blob the registry writes (a candidate's ``model.pkl``, a checkpoint'
 goes through :meth:`Blobs.put_verified`: the model is pickled once, its sha256 and size go into a
 JSON record written *after* the bytes, so a record only exists for bytes that were written in
 full. Every model blob the registry reads goes through :meth:`Blobs.get_verified`: the bytes are
-checked against the record's :class:`Digest` *before* :func:`loads_model` sees them, which catches
-corruption, truncation and partial overwrites.
+checked against the record's :class:`Digest` and MAC *before* :func:`loads_model` sees them, which
+catches corruption, truncation, partial overwrites and planted bytes.
 
-Integrity, not authenticity: unpickling is code execution, and whoever can write the container
-can also rewrite the records, so only point the registry at a container you trust.
+Integrity and authenticity: the record also carries the blob's HMAC-SHA256 over its bytes and
+identity (:mod:`.signing`), which :meth:`Blobs.get_verified` checks after the digest and before
+unpickling, so bytes planted by someone who can write the container (and rewrite the record)
+are refused with :class:`~.layout.SignatureError` instead of executed.
 
 Examples
 --------
 >>> data, digest = dumps_model({"w": 1.5})
 >>> digest.size_bytes == len(data), len(digest.sha256)
 (True, 64)
->>> loads_verified(data, digest, "example", "metadata")
-{'w': 1.5}
->>> loads_verified(data[:-1], digest, "example", "metadata")
+>>> verify(data, digest, "example", "metadata") == data
+True
+>>> verify(data[:-1], digest, "example", "metadata")
 Traceback (most recent call last):
 ...
 shared.lifecycle.registry.layout.DigestMismatchError: example: model blob has ... bytes, metadata says ...
@@ -41,6 +43,7 @@ from shared.lifecycle.registry.layout import (
     RegistryError,
     VersionExistsError,
 )
+from shared.lifecycle.registry.signing import ModelIdentity, ModelSigner
 
 JSON = ContentSettings(content_type="application/json")
 """Content settings of every JSON blob (records, pointer, decisions)."""
@@ -69,7 +72,7 @@ class _ModelUnpickler(pickle.Unpickler):
 def loads_model(data: bytes) -> object:
     """Unpickle a model blob, mapping the module paths of :data:`RENAMED_MODULES` to today's.
 
-    Unchecked: call it only on bytes that passed :func:`verify` (see :func:`loads_verified`).
+    Unchecked: call it only on bytes that passed :func:`verify` and their MAC (see :meth:`Blobs.get_verified`).
 
     Raises
     ------
@@ -139,19 +142,6 @@ def verify(data: bytes, expected: Digest, what: str, record: str) -> bytes:
     return data
 
 
-def loads_verified(data: bytes, expected: Digest, what: str, record: str) -> object:
-    """:func:`verify`, then :func:`loads_model`: nothing is unpickled unless the bytes match.
-
-    Raises
-    ------
-    DigestMismatchError
-        See :func:`verify`.
-    pickle.UnpicklingError and others
-        See :func:`loads_model`.
-    """
-    return loads_model(verify(data, expected, what, record))
-
-
 class Blobs:
     """Blob I/O of the registry over one container, with its errors mapped to :class:`RegistryError`.
 
@@ -159,6 +149,9 @@ class Blobs:
     ----------
     container : azure.storage.blob.ContainerClient
         Client of the models container; not closed here.
+    signer : ModelSigner
+        Signs model blobs (callers put :meth:`sign`'s MAC in the record) and checks them in
+        :meth:`get_verified`.
 
     Notes
     -----
@@ -167,8 +160,19 @@ class Blobs:
     (authentication, throttling, network) propagate as ``azure.core`` exceptions.
     """
 
-    def __init__(self, container: ContainerClient) -> None:
+    def __init__(self, container: ContainerClient, signer: ModelSigner) -> None:
         self.container = container
+        self.signer = signer
+
+    def sign(self, identity: ModelIdentity, data: bytes) -> str:
+        """The MAC of model bytes ``data`` as ``identity``, for their record (:meth:`ModelSigner.mac`).
+
+        Raises
+        ------
+        SignatureError
+            No signing key is configured (nothing should then be written).
+        """
+        return self.signer.mac(identity, data)
 
     def ensure_container(self) -> bool:
         """Create the container if it does not exist; return whether it was created."""
@@ -287,8 +291,10 @@ class Blobs:
             except ResourceExistsError:
                 raise VersionExistsError(f"{what} already exists") from None
 
-    def get_verified(self, model_name: str, expected: Digest, what: str, record: str) -> object:
-        """Download a model blob, check it against ``expected`` and only then unpickle it.
+    def get_verified(
+        self, model_name: str, expected: Digest, identity: ModelIdentity, mac: object, what: str, record: str
+    ) -> object:
+        """Download a model blob, check it against ``expected`` and its MAC, and only then unpickle it.
 
         Parameters
         ----------
@@ -296,6 +302,10 @@ class Blobs:
             Blob name of the pickled model.
         expected : Digest
             Size and sha256 from the model's record.
+        identity : ModelIdentity
+            What the blob must be (kind, key, version): part of the MAC.
+        mac : object
+            The ``mac`` field of the record (a missing or non-string one is refused).
         what, record : str
             Names of the model and of its record, for messages.
 
@@ -305,11 +315,14 @@ class Blobs:
             The model blob is missing.
         DigestMismatchError
             The bytes differ from ``expected`` (nothing was unpickled).
+        SignatureError
+            No MAC, a MAC that does not verify, or no key configured (nothing was unpickled).
         RegistryError
             No container.
         """
         data, _ = self.get(model_name, f"model blob of {what} not found")
-        return loads_verified(data, expected, what, record)
+        self.signer.check(identity, verify(data, expected, what, record), mac, what)
+        return loads_model(data)
 
 
 class OnBlobs:

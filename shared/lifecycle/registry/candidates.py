@@ -4,7 +4,8 @@
 sha256, and writes ``model.pkl`` then ``metadata.json``, both create-only, through the one
 verified put (:meth:`~shared.lifecycle.registry.blobs.Blobs.put_verified`). A version exists
 (is listed, loadable, can be made current) only once its ``metadata.json`` exists, so a save
-that died half-way is invisible. :meth:`Candidates.load` goes through the one verified get.
+that died half-way is invisible. The metadata carries the model's MAC (:mod:`.signing`, kind
+``candidate``); :meth:`Candidates.load` goes through the one verified get, which checks it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared.lifecycle.registry.blobs import Digest, OnBlobs, dumps_model
+from shared.lifecycle.registry.signing import ModelIdentity
 from shared.lifecycle.registry.layout import (
     METADATA_BLOB,
     MODEL_BLOB,
@@ -72,6 +74,8 @@ class Candidates(OnBlobs):
             Invalid key, times, feature names, or ``extra`` not strict JSON.
         pickle.PicklingError, TypeError, AttributeError
             ``model`` cannot be pickled (nothing is written).
+        SignatureError
+            No signing key is configured (nothing is written).
         VersionExistsError
             The same bytes were already saved under ``key`` in the same millisecond.
         RegistryError
@@ -87,9 +91,11 @@ class Candidates(OnBlobs):
             raise ValueError("feature_names must be a sequence of strings")
 
         data, digest = dumps_model(model)
+        version = f"{time_stamp(created)}-{digest.sha256[:8]}"
+        mac = self.blobs.sign(ModelIdentity("candidate", key, version), data)
         meta = ModelMetadata(
             key=key,
-            version=f"{time_stamp(created)}-{digest.sha256[:8]}",
+            version=version,
             created_at_ms=created,
             training_start_ms=start,
             training_end_ms=end,
@@ -98,6 +104,7 @@ class Candidates(OnBlobs):
             size_bytes=digest.size_bytes,
             library_versions=library_versions(),
             extra=dict(extra or {}),
+            mac=mac,
         )
         record = json_bytes(meta.to_dict(), "extra", indent=2)
         self.blobs.put_verified(
@@ -156,8 +163,8 @@ class Candidates(OnBlobs):
     def load(self, key: str, version: str) -> tuple[object, ModelMetadata]:
         """Download, verify and unpickle one version.
 
-        The bytes are checked against ``size_bytes`` and ``sha256`` of the metadata before
-        they are unpickled (:meth:`~shared.lifecycle.registry.blobs.Blobs.get_verified`).
+        The bytes are checked against ``size_bytes``, ``sha256`` and ``mac`` of the metadata
+        before they are unpickled (:meth:`~shared.lifecycle.registry.blobs.Blobs.get_verified`).
 
         Returns
         -------
@@ -171,6 +178,8 @@ class Candidates(OnBlobs):
             No such version, or its model blob is missing.
         DigestMismatchError
             The model bytes differ from the metadata (nothing was unpickled).
+        SignatureError
+            Unsigned, mis-signed, or no key configured (nothing was unpickled).
         RegistryError
             Malformed metadata, or no container.
         """
@@ -178,6 +187,8 @@ class Candidates(OnBlobs):
         model = self.blobs.get_verified(
             candidate_blob(key, version, MODEL_BLOB),
             Digest(meta.sha256, meta.size_bytes),
+            ModelIdentity("candidate", key, version),
+            meta.mac,
             f"{key}/{version}",
             "metadata",
         )

@@ -1,9 +1,10 @@
 """Checkpoints: the latest online-updated state of a version while it serves a key.
 
-``<key>/checkpoints/<version>/model.pkl`` and its ``checkpoint.json`` (sha256, size, save time)
-are overwritten by each save, through the same verified put/get as candidates
-(:class:`~shared.lifecycle.registry.blobs.Blobs`), so a half-written or tampered checkpoint is
-refused rather than loaded.
+``<key>/checkpoints/<version>/model.pkl`` and its ``checkpoint.json`` (sha256, size, MAC, save
+time) are overwritten by each save, through the same verified put/get as candidates
+(:class:`~shared.lifecycle.registry.blobs.Blobs`), so a half-written, tampered or planted
+checkpoint is refused rather than loaded. Its MAC (:mod:`.signing`) is of kind ``checkpoint``
+for this key and version: a checkpoint cannot pass as a candidate, nor move to another key.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from typing import Any
 
 from shared.lifecycle.registry.blobs import Digest, OnBlobs, dumps_model
+from shared.lifecycle.registry.signing import ModelIdentity
 from shared.lifecycle.registry.layout import (
     CHECKPOINT_BLOB,
     MODEL_BLOB,
@@ -56,6 +58,8 @@ class Checkpoints(OnBlobs):
             Invalid key, version or ``saved_at_ms``.
         pickle.PicklingError, TypeError, AttributeError
             ``model`` cannot be pickled (nothing is written).
+        SignatureError
+            No signing key is configured (nothing is written).
         RegistryError
             The container does not exist.
         """
@@ -66,6 +70,7 @@ class Checkpoints(OnBlobs):
             "version": version,
             "sha256": digest.sha256,
             "size_bytes": digest.size_bytes,
+            "mac": self.blobs.sign(ModelIdentity("checkpoint", key, version), data),
             "saved_at_ms": now_ms() if saved_at_ms is None else int_ms(saved_at_ms, "saved_at_ms"),
         }
         self.blobs.put_verified(
@@ -82,7 +87,7 @@ class Checkpoints(OnBlobs):
         """The last checkpoint of ``version`` serving ``key`` as ``(model, info)``; ``None`` if none.
 
         ``info`` is the content of ``checkpoint.json``: ``key``, ``version``, ``sha256``,
-        ``size_bytes`` and ``saved_at_ms`` (ms since epoch, UTC).
+        ``size_bytes``, ``mac`` and ``saved_at_ms`` (ms since epoch, UTC).
 
         Raises
         ------
@@ -90,6 +95,8 @@ class Checkpoints(OnBlobs):
             Invalid key or version.
         DigestMismatchError
             The bytes differ from ``checkpoint.json`` (nothing was unpickled).
+        SignatureError
+            Unsigned (written before signing), mis-signed, or no key configured (nothing was unpickled).
         RegistryError
             Malformed ``checkpoint.json``, or no container.
         """
@@ -107,6 +114,8 @@ class Checkpoints(OnBlobs):
             model = self.blobs.get_verified(
                 checkpoint_blob(key, version, MODEL_BLOB),
                 expected,
+                ModelIdentity("checkpoint", key, version),
+                info.get("mac"),
                 f"checkpoint {key}/{version}",
                 CHECKPOINT_BLOB,
             )

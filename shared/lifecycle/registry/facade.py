@@ -19,6 +19,7 @@ from shared.lifecycle.registry.checkpoints import Checkpoints
 from shared.lifecycle.registry.decisions import DecisionLog
 from shared.lifecycle.registry.layout import ModelMetadata
 from shared.lifecycle.registry.pointer import ChampionPointer
+from shared.lifecycle.registry.signing import ModelSigner
 from shared.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -32,6 +33,12 @@ class ModelRegistry:
     ----------
     container : azure.storage.blob.ContainerClient
         Client of the models container; the registry does not close it.
+    signing_key : str or bytes, optional
+        Key of the models' MACs (:mod:`~shared.lifecycle.registry.signing`); default
+        ``MODEL_SIGNING_KEY`` of the process environment (where the Functions host puts app
+        settings, resolved from Key Vault). Without one, saves and loads of models raise
+        :class:`~shared.lifecycle.registry.layout.SignatureError`; metadata, pointers and
+        decisions still work.
 
     Attributes
     ----------
@@ -50,16 +57,19 @@ class ModelRegistry:
     A missing container is reported as :class:`RegistryError`; see :meth:`ensure_container`.
     """
 
-    def __init__(self, container: ContainerClient) -> None:
+    def __init__(self, container: ContainerClient, signing_key: str | bytes | None = None) -> None:
         self.container = container
-        self.blobs = Blobs(container)
+        signer = ModelSigner.from_env() if signing_key is None else ModelSigner(signing_key)
+        self.blobs = Blobs(container, signer)
         self.candidates = Candidates(self.blobs)
         self.pointer = ChampionPointer(self.blobs, self.candidates.metadata)
         self.checkpoints = Checkpoints(self.blobs)
         self.decision_log = DecisionLog(self.blobs)
 
     @classmethod
-    def from_settings(cls, settings: Settings, **client_kwargs: Any) -> ModelRegistry:
+    def from_settings(
+        cls, settings: Settings, signing_key: str | bytes | None = None, **client_kwargs: Any
+    ) -> ModelRegistry:
         """Registry on ``settings.models_container``, authenticated as configured.
 
         Uses the connection string ``settings.model_storage_connection`` (``MODEL_STORAGE``,
@@ -69,6 +79,8 @@ class ModelRegistry:
         Parameters
         ----------
         settings : shared.settings.Settings
+        signing_key : str or bytes, optional
+            As in :class:`ModelRegistry` (default ``MODEL_SIGNING_KEY`` of the environment).
         **client_kwargs
             Passed to the ``ContainerClient`` (e.g. ``api_version``, ``retry_total``).
 
@@ -76,6 +88,8 @@ class ModelRegistry:
         ------
         shared.settings.SettingsError
             Neither setting is present.
+        ValueError
+            A signing key shorter than 32 bytes.
         """
         if settings.model_storage_connection:
             client = ContainerClient.from_connection_string(
@@ -92,7 +106,7 @@ class ModelRegistry:
             )
         else:
             raise SettingsError("set MODEL_STORAGE (connection string) or MODEL_STORAGE__blobServiceUri")
-        return cls(client)
+        return cls(client, signing_key)
 
     def ensure_container(self) -> bool:
         """Create the container if it does not exist; return whether it was created."""

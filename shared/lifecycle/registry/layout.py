@@ -3,10 +3,10 @@
 Blob layout inside the models container (``MODELS_CONTAINER``, default ``models``)::
 
     <key>/candidates/<version>/model.pkl      pickle of the model object (protocol 5)
-    <key>/candidates/<version>/metadata.json  ModelMetadata as JSON, incl. the model's sha256
+    <key>/candidates/<version>/metadata.json  ModelMetadata as JSON, incl. the model's sha256 and MAC
     <key>/current.json                        champion pointer {"version": ..., "updated_at_ms": ...}
     <key>/checkpoints/<version>/model.pkl     latest online-updated state of <version> serving <key>
-    <key>/checkpoints/<version>/checkpoint.json  its sha256, size and save time
+    <key>/checkpoints/<version>/checkpoint.json  its sha256, size, MAC and save time
     <key>/decisions/<time>-<version>.json     one promotion decision (promoted or refused, and why)
 
 * ``key`` names a model line: ``default`` (the fallback), or one per symbol, see
@@ -68,6 +68,11 @@ class ModelNotFoundError(RegistryError, LookupError):
 
 class DigestMismatchError(RegistryError):
     """A model blob's size or sha256 differs from its record; nothing was unpickled."""
+
+
+class SignatureError(RegistryError):
+    """A model blob is unsigned, or its MAC does not verify, or no signing key is configured;
+    nothing was unpickled (see :mod:`shared.lifecycle.registry.signing`)."""
 
 
 class VersionExistsError(RegistryError):
@@ -244,6 +249,9 @@ class ModelMetadata:
         Caller-supplied JSON object (e.g. validation scores); not interpreted by the registry.
     pickle_protocol : int
         Pickle protocol of ``model.pkl``.
+    mac : str
+        Hex HMAC-SHA256 of ``model.pkl`` as this key/version (:mod:`.signing`); ``""`` in
+        metadata written before signing (such versions are refused at load).
 
     The dict-valued fields take no part in ``hash()``; treat them as read-only.
     """
@@ -259,6 +267,7 @@ class ModelMetadata:
     library_versions: dict[str, str | None] = field(default_factory=dict, hash=False)
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
     pickle_protocol: int = PICKLE_PROTOCOL
+    mac: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``feature_names`` as a list, plus ``format`` = :data:`METADATA_FORMAT`)."""
@@ -275,6 +284,7 @@ class ModelMetadata:
             "library_versions": dict(self.library_versions),
             "extra": dict(self.extra),
             "pickle_protocol": self.pickle_protocol,
+            "mac": self.mac,
         }
 
     @classmethod
@@ -302,6 +312,7 @@ class ModelMetadata:
                 library_versions=dict(obj.get("library_versions") or {}),
                 extra=dict(obj.get("extra") or {}),
                 pickle_protocol=int(obj.get("pickle_protocol", PICKLE_PROTOCOL)),
+                mac=str(obj.get("mac") or ""),
             )
         except KeyError as exc:
             raise ValueError(f"model metadata lacks field {exc.args[0]!r}") from None

@@ -4,6 +4,11 @@ Every :meth:`ChampionPointer.set_current` states the ETag it expects to replace 
 that there is no pointer yet (If-None-Match: ``*``), so two promoters racing on the same key
 cannot silently overwrite each other. :meth:`ChampionPointer.current_if_changed` is the
 conditional read (If-None-Match on the ETag last seen) that lets servers poll cheaply.
+
+The pointer is not signed itself: it only names a version, and every load of what it names
+checks that version's MAC, which binds key and version (:mod:`.signing`). An overwritten
+``current.json`` therefore leads at worst to a version this deployment signed for this key; one
+that names planted bytes is refused with ``SignatureError`` before anything is unpickled.
 """
 
 from __future__ import annotations

@@ -20,6 +20,11 @@ from shared.storage.history.schema import MYSQL_DIALECTS
 
 _DEFAULT_SQLITE_PATH = SETTINGS["HISTORY_SQLITE_PATH"][0]
 
+MYSQL_CONNECT_TIMEOUT_S = 5
+"""PyMySQL ``connect_timeout``, s (its default is 10): a refused port fails at once, an
+unreachable host after this; a TLS connect to Azure Database for MySQL in-region takes well
+under a second, so 5 s only cuts off hosts that will not answer."""
+
 
 def normalise_url(url: str | URL | None, *, sqlite_path: str | os.PathLike[str] | None = None) -> URL:
     """Return the SQLAlchemy URL the history store connects to.
@@ -87,7 +92,8 @@ def create_engine(url: URL) -> Engine:
 
     SQLite: the file's folder is created, connections wait up to 30 s for a lock and use WAL.
     MySQL: connections are checked before use and renewed hourly (Azure Database for MySQL
-    drops idle ones). No connection is opened here.
+    drops idle ones); a connect gives up after :data:`MYSQL_CONNECT_TIMEOUT_S` unless the URL
+    sets ``connect_timeout``. No connection is opened here.
     """
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
@@ -95,4 +101,5 @@ def create_engine(url: URL) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _on_sqlite_connect)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600)
+    timeout = {} if "connect_timeout" in url.query else {"connect_timeout": MYSQL_CONNECT_TIMEOUT_S}
+    return sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600, connect_args=timeout)

@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, Engine
 
 from shared.contracts.events import Bar, Prediction
 from shared.settings import Settings
-from shared.storage.history import accuracy
+from shared.storage.history import accuracy, migrations
 from shared.storage.history.accuracy import VersionAccuracy
 from shared.storage.history.connection import create_engine, normalise_url
 from shared.storage.history.schema import (
@@ -36,7 +36,6 @@ from shared.storage.history.schema import (
     bars_table,
     check_key_lengths,
     in_range,
-    metadata,
     of_symbol,
     predictions_table,
 )
@@ -69,14 +68,18 @@ class HistoryStore:
     engine : sqlalchemy.engine.Engine
         Engine of a ``mysql``/``mariadb`` (PyMySQL) or ``sqlite`` database.
     create : bool, default True
-        Create the tables if they are missing.
+        Create the tables if they are missing and upgrade an older schema
+        (see :meth:`create_schema`).
 
     Raises
     ------
     ValueError
         The engine's dialect is neither MySQL/MariaDB nor SQLite.
     sqlalchemy.exc.SQLAlchemyError
-        The database cannot be reached or the tables cannot be created.
+        The database cannot be reached or the tables cannot be created or upgraded.
+    TimeoutError
+        MySQL/MariaDB: another process's upgrade held the schema lock too long
+        (:data:`.migrations.LOCK_TIMEOUT_S`).
 
     Notes
     -----
@@ -145,14 +148,19 @@ class HistoryStore:
         return self._engine.dialect.name
 
     def create_schema(self) -> None:
-        """Create the tables that are missing; existing tables and rows are left as they are.
+        """Create missing tables and upgrade an older schema to the head revision, keeping every row.
+
+        Runs the Alembic revisions of :mod:`.migrations`; a store already at the head
+        revision is only read (one row of ``alembic_version``).
 
         Raises
         ------
+        TimeoutError
+            MySQL/MariaDB: another process held the upgrade lock too long.
         sqlalchemy.exc.SQLAlchemyError
             The database cannot be reached or refuses the DDL.
         """
-        metadata.create_all(self.engine, checkfirst=True)
+        migrations.upgrade(self.engine)
 
     def close(self) -> None:
         """Close every pooled connection; later calls raise :class:`RuntimeError`. Idempotent."""
