@@ -28,16 +28,11 @@ process: the partition key is the symbol, so one instance owns a symbol.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from functions.common import ProcessService, as_text, raw_events
+from functions.common import ProcessService, as_text, event_ids, raw_events
 from shared.serving.wiring import make_predict_service
-
-if TYPE_CHECKING:  # the engine imports river: loaded on first use, not to index the app
-    from shared.serving.predicting import EventId, PredictService
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -47,35 +42,6 @@ RETRY = {"strategy": "fixed_delay", "max_retry_count": "3", "delay_interval": "0
 
 
 service = ProcessService(make_predict_service)
-
-
-def event_ids(events: list[func.EventHubEvent]) -> list[EventId | None]:
-    """``(partition, sequence number)`` of each event, naming it across redeliveries.
-
-    The partition is ``PartitionContext.PartitionId`` of the trigger metadata, which the
-    Event Hubs extension binds for a batch of one partition (``events[0].metadata``: "For
-    cardinality=many scenarios, each event points to the common metadata of all the events",
-    azure.functions.EventHubEvent); without it (the local driver) the partition key, which
-    the ingestor sets to the symbol so that all its ticks share one partition. An event with
-    neither, or without a sequence number, gets ``None`` and is always applied.
-    """
-    partition = None
-    metadata = events[0].metadata if events else None
-    context = _get(metadata, "PartitionContext")
-    if isinstance(context, Mapping) and _get(context, "PartitionId") is not None:
-        partition = f"partition {_get(context, 'PartitionId')}"
-    ids: list[EventId | None] = []
-    for e in events:
-        where = partition or (f"key {e.partition_key}" if e.partition_key is not None else None)
-        ids.append((where, e.sequence_number) if where is not None and e.sequence_number is not None else None)
-    return ids
-
-
-def _get(mapping, name: str):
-    """``mapping[name]``, whatever the case of the first letter (the host's JSON is camel or Pascal case)."""
-    if not isinstance(mapping, Mapping):
-        return None
-    return mapping.get(name, mapping.get(name[0].lower() + name[1:]))
 
 
 @bp.function_name("predict")

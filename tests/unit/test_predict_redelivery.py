@@ -16,7 +16,7 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
-from functions.predict import event_ids
+from functions.common import event_ids
 from ingestor.parsers.recorded import read_recorded
 from shared.contracts.batches import RawEvent
 from shared.contracts.events import Tick, encode
