@@ -9,8 +9,12 @@ retry policy ("Azure Functions error handling and retries",
 https://learn.microsoft.com/azure/azure-functions/functions-bindings-error-pages). Since the
 upserts are idempotent, re-running a batch is safe, so this function declares one: exponential
 backoff, 5 retries, from 4 s up to 15 min between tries (the documented example's bounds),
-about 1.5 min in all while the partition waits. A batch that still fails is checkpointed past
-and is missing from the history (docs/failures.md says how to replay it).
+about 1.5 min in all while the partition waits. On the last try (``context.retry_context``:
+``retry_count == max_retry_count``, same page, Python) a batch that still fails is dead-lettered
+whole (:func:`functions.common.dead_letter_last_try`): every event goes to ``%DEADLETTER_HUB_NAME%``
+with its position and the reason, and the function returns, so the checkpoint past it loses
+nothing; the batch is missing from the history until replayed from the dead letters
+(docs/failures.md).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import logging
 
 import azure.functions as func
 
-from functions.common import ProcessService, as_text, raw_events
+from functions.common import ProcessService, as_text, dead_letter_last_try, raw_events
 from shared.serving.wiring import make_archive_service
 
 bp = func.Blueprint()
@@ -39,9 +43,18 @@ service = ProcessService(make_archive_service, close=lambda s: s.store.close())
     data_type="binary",
 )
 @bp.event_hub_output(arg_name="deadletters", event_hub_name="%DEADLETTER_HUB_NAME%", connection="EVENTHUB")
-def archive(events: list[func.EventHubEvent], deadletters: func.Out[list[str]]) -> None:
-    """Upsert a batch of bar and prediction events into the history store."""
-    result = service.get().handle(raw_events("predictions", events))
-    if result.deadletters:
-        deadletters.set(as_text(result.deadletters))
-    log.info("archive batch: %s", dict(result.counts))
+def archive(events: list[func.EventHubEvent], deadletters: func.Out[list[str]],
+            context: func.Context = None) -> None:
+    """Upsert a batch of bar and prediction events into the history store.
+
+    ``context`` is passed by the Python worker (its ``retry_context`` says which try this is);
+    on the last try a batch that still fails is dead-lettered whole instead of raising.
+    """
+
+    def handle() -> None:
+        result = service.get().handle(raw_events("predictions", events))
+        if result.deadletters:
+            deadletters.set(as_text(result.deadletters))
+        log.info("archive batch: %s", dict(result.counts))
+
+    dead_letter_last_try(context, "predictions", events, deadletters, handle)

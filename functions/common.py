@@ -1,19 +1,22 @@
-"""Helpers shared by the blueprints: turning trigger events into ``shared`` inputs."""
+"""Helpers shared by the blueprints: turning trigger events into ``shared`` inputs, dead-lettering failed batches."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+import logging
+
 import azure.functions as func
 
-from shared.contracts.batches import RawEvent
+from shared.contracts.batches import BatchResult, RawEvent
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.serving.predicting import EventId
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _SERVICES: list[ProcessService] = []
 
 
@@ -93,3 +96,56 @@ def _get(mapping, name: str):
     if not isinstance(mapping, Mapping):
         return None
     return mapping.get(name, mapping.get(name[0].lower() + name[1:]))
+
+
+def last_try(context: func.Context | None) -> bool:
+    """Whether this invocation is the last one its retry policy allows.
+
+    "Azure Functions error handling and retries" (learn.microsoft.com/azure/azure-functions/
+    functions-bindings-error-pages, "Retry policies", Python): the worker passes ``context`` to a
+    function that declares it, and ``context.retry_context`` holds ``retry_count`` (0 on the first
+    try) and ``max_retry_count`` (the policy's count; -1 retries forever, so no try is the last).
+    Without a context (a direct call) nothing is known, so no try is taken as the last.
+    """
+    retry = getattr(context, "retry_context", None)
+    if retry is None or retry.max_retry_count < 0:
+        return False
+    return retry.retry_count >= retry.max_retry_count
+
+
+def dead_letter_last_try(
+    context: func.Context | None,
+    hub: str,
+    events: list[func.EventHubEvent],
+    deadletters: func.Out[list[str]],
+    handle: Callable[[], None],
+) -> None:
+    """Run ``handle``; if it raises on the batch's last try, dead-letter the whole batch instead.
+
+    Before the last try an exception propagates, so the host retries the batch under the
+    function's policy. On the last try (:func:`last_try`) every event of the batch is set on
+    ``deadletters`` as a ``DeadLetter`` (source ``hub``, its position, reason ``"batch failed
+    after N tries: <error>"``, payload) and the function returns normally: the host then
+    checkpoints past a batch that is kept on the dead-letter hub rather than lost (Azure/
+    Azure-Functions#947: the Event Hubs trigger checkpoints whether the invocation succeeded
+    or not). Outputs ``handle`` set on other bindings before raising are still sent; the
+    blueprints set them only after the handling succeeded.
+
+    Raises
+    ------
+    Exception
+        Whatever ``handle`` raises, on every try but the last.
+    """
+    try:
+        handle()
+    except Exception as exc:
+        if not last_try(context):
+            raise
+        tries = context.retry_context.retry_count + 1
+        reason = f"batch failed after {tries} tries: {type(exc).__name__}: {exc}"
+        log.error("%s batch of %d events failed its last try; dead-lettered whole: %s", hub, len(events), reason,
+                  exc_info=True)
+        result = BatchResult()
+        for raw in raw_events(hub, events):
+            result.set_aside(hub, raw, reason, counter="failed")
+        deadletters.set(as_text(result.deadletters))

@@ -16,11 +16,13 @@ Retry: a fixed-delay policy (:data:`RETRY`), which the Event Hubs trigger suppor
 the function with the same batch and does not checkpoint past it until it succeeds or
 the retries are spent; :class:`shared.serving.predicting.PredictService` applies each
 event (partition, sequence number) once and re-emits the outputs of events it already
-applied, so a retry sends what the failed invocation should have sent. A batch that
-still fails after the last retry is checkpointed past (Azure/Azure-Functions#947): its
-ticks that the engine applied stay applied (bars and state continue), but its outputs
-are lost (the bars and predictions of those minutes never reach the hub; the next
-minutes' do).
+applied, so a retry sends what the failed invocation should have sent. On the last try
+(``context.retry_context.retry_count == max_retry_count``, same page, Python) a batch that
+still fails is dead-lettered whole (:func:`functions.common.dead_letter_last_try`): every
+tick goes to ``%DEADLETTER_HUB_NAME%`` with its position and the reason, and the function
+returns, so the host's checkpoint past it (Azure/Azure-Functions#947) loses nothing. Ticks
+the engine applied stay applied (bars and state continue); the outputs of that batch are
+not sent (the bars and predictions of those minutes never reach the hub; the next minutes' do).
 State (bars in progress, features, per-symbol models) lives in this worker
 process: the partition key is the symbol, so one instance owns a symbol.
 """
@@ -31,14 +33,14 @@ import logging
 
 import azure.functions as func
 
-from functions.common import ProcessService, as_text, event_ids, raw_events
+from functions.common import ProcessService, as_text, dead_letter_last_try, event_ids, raw_events
 from shared.serving.wiring import make_predict_service
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 RETRY = {"strategy": "fixed_delay", "max_retry_count": "3", "delay_interval": "00:00:01"}
-"""``predict``'s retry policy: three more tries, one second apart (then the batch is checkpointed past)."""
+"""``predict``'s retry policy: three more tries, one second apart (then the batch is dead-lettered whole)."""
 
 
 service = ProcessService(make_predict_service)
@@ -60,10 +62,19 @@ def predict(
     events: list[func.EventHubEvent],
     predictions: func.Out[list[str]],
     deadletters: func.Out[list[str]],
+    context: func.Context = None,
 ) -> None:
-    """Forecast from a batch of tick events; send bars, predictions, prices and dead letters on."""
-    result = service.get().handle(raw_events("ticks", events), event_ids(events))
-    predictions.set(as_text(result.outputs))
-    if result.deadletters:
-        deadletters.set(as_text(result.deadletters))
-    log.info("predict batch: %s", dict(result.counts))
+    """Forecast from a batch of tick events; send bars, predictions, prices and dead letters on.
+
+    ``context`` is passed by the Python worker (its ``retry_context`` says which try this is);
+    on the last try a batch that still fails is dead-lettered whole instead of raising.
+    """
+
+    def handle() -> None:
+        result = service.get().handle(raw_events("ticks", events), event_ids(events))
+        predictions.set(as_text(result.outputs))
+        if result.deadletters:
+            deadletters.set(as_text(result.deadletters))
+        log.info("predict batch: %s", dict(result.counts))
+
+    dead_letter_last_try(context, "ticks", events, deadletters, handle)

@@ -23,6 +23,10 @@ one ``func.Out`` per output binding. It is never kinder than the host:
   Azure/Azure-Functions#947); "Event Hubs checkpoints aren't written until after the retry policy
   for the execution has completed" ("Azure Functions error handling and retries", section
   "Retry policies"). Lost events are counted (``totals.lost``) and logged with their offsets.
+* **The try number**: a function that declares a ``context`` parameter gets a ``func.Context``
+  (:class:`~local_stack.hostjson.InvocationContext`) whose ``retry_context`` holds the retries
+  before this try and the policy's ``max_retry_count``, as the Python worker passes it
+  ("Azure Functions error handling and retries", section "Retry policies", Python).
 * **Checkpoints** are written every ``batchCheckpointFrequency`` batches of a partition.
 
 One invocation goes in numbered steps:
@@ -44,6 +48,7 @@ messages are dropped, as Azure SignalR Service drops messages nobody listens to.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
@@ -58,7 +63,7 @@ import azure.functions as func
 from azure.functions.decorators.core import BindingDirection
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from local_stack.hostjson import BindingError, EventHubOptions, Outcome, RetryPolicy, execute
+from local_stack.hostjson import BindingError, EventHubOptions, InvocationContext, Outcome, RetryPolicy, execute
 
 __all__ = ["BindingError", "BatchReport", "CollectingOut", "EventHubFunctionDriver", "OutputError", "app_functions",
            "output_bindings", "resolve", "signalr_messages", "trigger_of"]
@@ -260,6 +265,8 @@ class EventHubFunctionDriver:
         self.name = function.get_function_name()
         self.user_function = function.get_user_function()
         self.trigger_arg = trigger["name"]
+        self.takes_context = "context" in inspect.signature(self.user_function).parameters
+        """Whether the function declares ``context`` (the worker then passes a ``func.Context``)."""
         self.topic = resolve(trigger["eventHubName"], settings)
         self.group = resolve(trigger.get("consumerGroup") or "$Default", settings)
         self.outputs, self.signalr_outputs = output_bindings(function, settings)
@@ -360,8 +367,10 @@ class EventHubFunctionDriver:
         return reports
 
     # ------------------------------------------------------------------ one batch
-    def _invoke(self, records: list[Message]) -> dict[str, int]:
-        """One invocation: call, produce, flush, hand SignalR messages over; returns outputs per topic.
+    def _invoke(self, records: list[Message], retried: int = 0) -> dict[str, int]:
+        """One invocation (after ``retried`` failed tries): call, produce, flush, hand SignalR messages over.
+
+        Returns the outputs per topic.
 
         Raises
         ------
@@ -381,7 +390,8 @@ class EventHubFunctionDriver:
         ]
         outs = {name: CollectingOut() for name in self.outputs}
         hub_outs = {name: CollectingOut() for name in self.signalr_outputs}
-        self.user_function(**{self.trigger_arg: events}, **outs, **hub_outs)
+        context = {"context": InvocationContext.for_try(self.name, self.retry, retried)} if self.takes_context else {}
+        self.user_function(**{self.trigger_arg: events}, **outs, **hub_outs, **context)
         hub_messages = {name: signalr_messages(out.get()) for name, out in hub_outs.items() if out.get() is not None}
         produced: dict[str, int] = {}
         self._failed_deliveries = 0
@@ -405,8 +415,12 @@ class EventHubFunctionDriver:
         """Invoke for one partition's batch under the retry policy, then checkpoint past it."""
         report = BatchReport(consumed=len(records), partition=key[1])
 
+        tries = 0
+
         def attempt() -> None:
-            report.produced = self._invoke(records)
+            nonlocal tries
+            tries += 1
+            report.produced = self._invoke(records, retried=tries - 1)
 
         outcome: Outcome = execute(attempt, self.retry, self.name, stop, self.rng)
         report.attempts = outcome.attempts

@@ -22,6 +22,11 @@ defaults and its validation, and apply a failed invocation's retry policy the wa
   ("Azure Functions error handling and retries", sections "Retry strategies" and "Max retry
   counts", https://learn.microsoft.com/azure/azure-functions/functions-bindings-error-pages;
   the delays of ``RandomizedExponentialBackoffStrategy`` in Azure/azure-webjobs-sdk).
+* The invocation context a function gets when it declares a ``context`` parameter
+  (:class:`InvocationContext`, a ``func.Context``), with the ``retry_context`` the host sends
+  for each try: ``retry_count`` 0 on the first, ``max_retry_count`` the policy's (0 without
+  one, as the worker reads an absent retry context) ("Azure Functions error handling and
+  retries", section "Retry policies", Python: ``context.retry_context``).
 """
 
 from __future__ import annotations
@@ -32,11 +37,15 @@ import random
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import azure.functions as func
+from azure.functions._abc import RetryContext, TraceContext
 
 log = logging.getLogger(__name__)
 
@@ -317,3 +326,80 @@ def execute(attempt: Callable[[], Any], policy: RetryPolicy | None, name: str,
         if stop.wait(delay):
             outcome.interrupted = True
             return outcome
+
+
+class HostRetryContext(RetryContext):
+    """``func.Context.retry_context`` of one try: which retry it is, and how many the policy allows.
+
+    Attributes
+    ----------
+    retry_count : retries before this try (0 on the first try).
+    max_retry_count : the policy's retries; 0 without a policy, -1 retries forever.
+    exception : the previous try's error, ``None`` on the first try.
+    """
+
+    def __init__(self, retry_count: int, max_retry_count: int, exception: Any = None) -> None:
+        self._retry_count, self._max_retry_count, self._exception = retry_count, max_retry_count, exception
+
+    @property
+    def retry_count(self) -> int:
+        return self._retry_count
+
+    @property
+    def max_retry_count(self) -> int:
+        return self._max_retry_count
+
+    @property
+    def exception(self) -> Any:
+        return self._exception
+
+
+class _NoTrace(TraceContext):
+    """An empty distributed-tracing context (the local stack has no tracing)."""
+
+    trace_state = ""
+    trace_parent = ""
+    attributes: dict[str, str] = {}
+
+
+class InvocationContext(func.Context):
+    """The ``func.Context`` the Python worker passes to a function that declares ``context``.
+
+    azure-functions defines ``Context`` and ``RetryContext`` only as abstract classes (the concrete
+    ones live in the worker), so the local drivers implement them here.
+    """
+
+    def __init__(self, function_name: str, retry_context: HostRetryContext) -> None:
+        self._invocation_id = str(uuid.uuid4())
+        self._function_name = function_name
+        self._retry_context = retry_context
+        self._thread_local_storage = threading.local()
+
+    @classmethod
+    def for_try(cls, function_name: str, policy: RetryPolicy | None, retried: int) -> InvocationContext:
+        """The context of the try of ``function_name`` after ``retried`` failed tries, under ``policy``."""
+        return cls(function_name, HostRetryContext(retried, policy.max_retry_count if policy is not None else 0))
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def thread_local_storage(self) -> Any:
+        return self._thread_local_storage
+
+    @property
+    def function_name(self) -> str:
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        return str(HOST_JSON.parent)
+
+    @property
+    def trace_context(self) -> TraceContext:
+        return _NoTrace()
+
+    @property
+    def retry_context(self) -> HostRetryContext:
+        return self._retry_context
