@@ -62,18 +62,12 @@ def make_registry(settings: Settings, client_id: str | None = None, **client_kwa
         return None
     from shared.lifecycle.registry import ModelRegistry
 
+    credential = None
     if client_id and not settings.model_storage_connection:
         from azure.identity import ManagedIdentityCredential
-        from azure.storage.blob import ContainerClient
 
-        container = ContainerClient(
-            settings.model_storage_url,  # type: ignore[arg-type]  # set: checked above
-            settings.models_container,
-            credential=ManagedIdentityCredential(client_id=client_id),
-            **client_kwargs,
-        )
-        return ModelRegistry(container)
-    return ModelRegistry.from_settings(settings, **client_kwargs)
+        credential = ManagedIdentityCredential(client_id=client_id)
+    return ModelRegistry.from_settings(settings, credential=credential, **client_kwargs)
 
 
 def require_registry(settings: Settings, who: str, client_id: str | None = None) -> ModelRegistry:

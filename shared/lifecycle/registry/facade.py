@@ -68,19 +68,24 @@ class ModelRegistry:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, signing_key: str | bytes | None = None, **client_kwargs: Any
+        cls, settings: Settings, signing_key: str | bytes | None = None, credential: Any = None,
+        **client_kwargs: Any,
     ) -> ModelRegistry:
         """Registry on ``settings.models_container``, authenticated as configured.
 
         Uses the connection string ``settings.model_storage_connection`` (``MODEL_STORAGE``,
         locally Azurite's) if set, else the account URL ``settings.model_storage_url``
-        (``MODEL_STORAGE__blobServiceUri``) with ``azure.identity.DefaultAzureCredential``.
+        (``MODEL_STORAGE__blobServiceUri``) with ``credential`` (default
+        ``azure.identity.DefaultAzureCredential``).
 
         Parameters
         ----------
         settings : shared.settings.Settings
         signing_key : str or bytes, optional
             As in :class:`ModelRegistry` (default ``MODEL_SIGNING_KEY`` of the environment).
+        credential : azure.core.credentials.TokenCredential, optional
+            For the account-URL form only, e.g. a ``ManagedIdentityCredential`` of one workload's
+            identity; a connection string carries its own.
         **client_kwargs
             Passed to the ``ContainerClient`` (e.g. ``api_version``, ``retry_total``).
 
@@ -96,13 +101,12 @@ class ModelRegistry:
                 settings.model_storage_connection, settings.models_container, **client_kwargs
             )
         elif settings.model_storage_url:
-            from azure.identity import DefaultAzureCredential
+            if credential is None:
+                from azure.identity import DefaultAzureCredential
 
+                credential = DefaultAzureCredential()
             client = ContainerClient(
-                settings.model_storage_url,
-                settings.models_container,
-                credential=DefaultAzureCredential(),
-                **client_kwargs,
+                settings.model_storage_url, settings.models_container, credential=credential, **client_kwargs
             )
         else:
             raise SettingsError("set MODEL_STORAGE (connection string) or MODEL_STORAGE__blobServiceUri")
