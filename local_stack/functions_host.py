@@ -61,6 +61,7 @@ from typing import Any
 
 import azure.functions as func
 from azure.functions.decorators.core import BindingDirection
+from azure.functions.meta import Datum
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from local_stack.hostjson import BindingError, EventHubOptions, InvocationContext, Outcome, RetryPolicy, execute
@@ -378,9 +379,15 @@ class EventHubFunctionDriver:
             Whatever the function raises; :class:`BindingError` for an invalid SignalR output;
             :class:`OutputError` when outputs were not acknowledged.
         """
+        # A batch is one partition's (see ``_ready``); every event points to the batch's common trigger
+        # metadata, whose PartitionContext names the partition (azure.functions.EventHubEvent.metadata).
+        metadata = {"PartitionContext": Datum(json.dumps({
+            "EventHubName": self.topic, "ConsumerGroup": self.group, "PartitionId": str(records[0].partition()),
+        }), "json")} if records else None
         events = [
             func.EventHubEvent(
                 body=m.value() or b"",
+                trigger_metadata=metadata,
                 partition_key=(m.key() or b"").decode("utf-8", "replace") or None,
                 sequence_number=m.offset(),
                 offset=f"{m.partition()}:{m.offset()}",

@@ -172,6 +172,7 @@ def run(
             "ARCHIVE_CONSUMER_GROUP": "archive",
             "MODEL_STORAGE": azurite.connection_string,
             "MODEL_SIGNING_KEY": os.urandom(32).hex(),  # one random model-signing key per run
+            "STATE_CONTAINER": f"predict-state-{os.urandom(4).hex()}",  # and predict's state, per run
             "HISTORY_SQLITE_PATH": str(workdir / "history.sqlite3"),
             **LIFECYCLE_ENV,
             **(env or {}),

@@ -119,6 +119,11 @@ SETTINGS: dict[str, Setting] = {
         "(with MODEL_STORAGE__blobServiceUri; unset = DefaultAzureCredential, i.e. AZURE_CLIENT_ID)",
     ),
     "MODELS_CONTAINER": Setting("models", "blob container holding model blobs, pointers and decisions"),
+    "STATE_CONTAINER": Setting(
+        "predict-state",
+        "blob container holding predict's partition state (bars in progress, online models), saved after "
+        "every batch and restored when a worker gets the partition; only predict's identity writes it",
+    ),
     "MODEL_SIGNING_KEY": Setting(
         None,
         "HMAC-SHA256 key (>= 32 bytes) that signs every model blob and is checked before unpickling; "
@@ -363,6 +368,7 @@ class Settings:
     model_storage_retrain_client_id: str | None
     model_storage_promote_client_id: str | None
     models_container: str
+    state_container: str
     model_key: str
     model_poll_seconds: float
     model_checkpoint_seconds: float
@@ -405,6 +411,7 @@ class Settings:
             model_storage_retrain_client_id=read.text("MODEL_STORAGE_RETRAIN_CLIENT_ID"),
             model_storage_promote_client_id=read.text("MODEL_STORAGE_PROMOTE_CLIENT_ID"),
             models_container=read.text("MODELS_CONTAINER") or "",
+            state_container=read.text("STATE_CONTAINER") or "",
             model_key=read.text("MODEL_KEY") or "",
             model_poll_seconds=read.number("MODEL_POLL_SECONDS"),
             model_checkpoint_seconds=read.number("MODEL_CHECKPOINT_SECONDS"),

@@ -11,7 +11,8 @@ before the workload exists and can be read in isolation:
   ``broadcast``). It holds no role on the models account at all;
 - ``predict``: the SDK client ``predict`` reads the registry with (``AZURE_CLIENT_ID``, the one
   ``DefaultAzureCredential`` picks): reads the ``models`` container, writes only
-  ``<key>/checkpoints/...``;
+  ``<key>/checkpoints/...``; reads and writes the ``predict-state`` container (its partition
+  state, ``shared.serving.partitions``), on which no other identity has a role;
 - ``retrain``: reads ``models``, writes only ``<key>/candidates/...``
   (``MODEL_STORAGE_RETRAIN_CLIENT_ID``);
 - ``promote``: reads ``models``, writes only ``<key>/current.json`` and ``<key>/decisions/...``

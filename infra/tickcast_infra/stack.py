@@ -193,6 +193,8 @@ def _grant_function_roles(
         ids[key].grant("models-blob", roles.STORAGE_BLOB_DATA_CONTRIBUTOR, store.models_container_id,
                        subscription_id, f"read models, write only {'/'.join(kinds)}",
                        condition=path_condition(kinds))
+    ids[PREDICT].grant("state-blob", roles.STORAGE_BLOB_DATA_CONTRIBUTOR, store.state_container.id,
+                       subscription_id, "predict's partition state: read and write, no other identity")
     ids[PROMOTE].grant("models-queue", roles.STORAGE_QUEUE_DATA_CONTRIBUTOR, store.models_account.id,
                        subscription_id, "promote_model blob trigger's poison queue")
 

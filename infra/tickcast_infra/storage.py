@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import resources, storage
 
-from .config import DEPLOYMENT_CONTAINER, MODELS_CONTAINER, StackConfig
+from .config import DEPLOYMENT_CONTAINER, MODELS_CONTAINER, STATE_CONTAINER, StackConfig
 
 
 def endpoint(account: storage.StorageAccount, service: str) -> pulumi.Output[str]:
@@ -40,12 +40,14 @@ def endpoint(account: storage.StorageAccount, service: str) -> pulumi.Output[str
 
 @dataclass(frozen=True)
 class Storage:
-    """The host account (with ``app-package``) and the models account (with ``models``)."""
+    """The host account (with ``app-package``) and the models account (with ``models``, and
+    ``predict-state``: predict's partition state, shared.serving.partitions)."""
 
     account: storage.StorageAccount
     models_account: storage.StorageAccount
     models_container: storage.BlobContainer
     deployment_container: storage.BlobContainer
+    state_container: storage.BlobContainer
 
     def endpoint(self, service: str) -> pulumi.Output[str]:
         """Endpoint of ``service`` (blob, queue, table) of the host account."""
@@ -102,4 +104,5 @@ def declare_storage(config: StackConfig, group: resources.ResourceGroup) -> Stor
         models_account=models,
         models_container=container(MODELS_CONTAINER, models),
         deployment_container=container(DEPLOYMENT_CONTAINER, host),
+        state_container=container(STATE_CONTAINER, models),
     )

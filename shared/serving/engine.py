@@ -46,6 +46,9 @@ from shared.forecast.prequential import Forecast, PrequentialStepper
 
 log = logging.getLogger(__name__)
 
+PARTIAL_FROM_NEXT_TICK = -1
+""":attr:`SymbolState.partial` of a symbol whose lost ticks end before its next tick's minute."""
+
 COLD_START_VERSION = "cold-start"
 """Model version stamped on predictions of a fresh, untrained forecaster (no model registered)."""
 
@@ -125,6 +128,7 @@ class EngineStats:
     warmup_bars: int = 0
     late: int = 0
     out_of_sequence: int = 0
+    partial_bars: int = 0
 
 
 class SymbolState(PrequentialStepper):
@@ -139,16 +143,22 @@ class SymbolState(PrequentialStepper):
     forecaster : the model serving it (the engine's private copy, taught online).
     model_version : that model's registry version, or :data:`COLD_START_VERSION`.
     pending : a forecast waiting for its target bar, if any.
+    partial : ticks of this symbol may have been lost (its state was restored from behind the
+        stream, :mod:`shared.serving.partitions`): ``None`` (no), :data:`PARTIAL_FROM_NEXT_TICK`
+        (set it to the minute of the next tick), or the open time (ms since epoch UTC) of the last
+        minute that may lack ticks. Bars that close with an open time at or before it are dropped,
+        neither emitted nor learned from, and counted in :attr:`EngineStats.partial_bars`.
     """
 
-    __slots__ = ("builder", "model_version")
+    __slots__ = ("builder", "model_version", "partial")
 
     def __init__(self, builder: BarBuilder, features: BarFeatures, forecaster: ReturnForecaster,
-                 model_version: str, pending: Forecast | None = None) -> None:
+                 model_version: str, pending: Forecast | None = None, partial: int | None = None) -> None:
         super().__init__(forecaster, features)
         self.builder = builder
         self.model_version = model_version
         self.pending = pending
+        self.partial = partial
 
 
 @dataclass
@@ -231,6 +241,8 @@ class ForecastEngine:
             state = self._state(tick)  # may raise (model lookup) before any state exists
             stats.ticks += 1
             builder = state.builder
+            if state.partial == PARTIAL_FROM_NEXT_TICK:  # the lost ticks end before this one's minute
+                state.partial = max(tick.event_time_ms - tick.event_time_ms % MINUTE_MS, builder.open_minute_ms or 0)
             late, oos, last_id = builder.late, builder.out_of_sequence, builder.last_trade_id
             bar = builder.add(tick)
             if builder.late != late:
@@ -241,7 +253,13 @@ class ForecastEngine:
                 stats.out_of_sequence += 1
                 if rejected is not None:
                     rejected.append((i, "out_of_sequence", f"trade id {tick.trade_id} not above the last seen"))
-            if bar is not None:
+            if bar is not None and state.partial is not None and bar.open_time_ms <= state.partial:
+                if builder.open_minute_ms is not None and builder.open_minute_ms > state.partial:
+                    state.partial = None  # the last minute that may lack ticks is behind
+                stats.partial_bars += 1  # a minute that may lack ticks: never published nor learned
+                log.warning("dropped the partial bar %s %s at %d: ticks before the restart were lost",
+                            bar.exchange, bar.symbol, bar.open_time_ms)
+            elif bar is not None:
                 prediction = self._close_atomically(state, bar, tick.ingest_time_ms, last_id)
                 out.append(bar)
                 if prediction is not None:

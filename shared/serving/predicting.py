@@ -20,34 +20,34 @@ sequence number (:class:`AppliedEvents`); an event the engine already applied is
 again: its outputs and dead letter are re-emitted from a bounded cache, so a retried invocation
 sends exactly what the failed one should have. Events older than the cache are skipped and
 counted (``redelivered_uncached``): their state is applied, their outputs were the failed
-invocation's. A batch that fails half-way *inside* the engine is not atomic (ticks before the
-failure were applied and are replayed from the cache, the rest are applied on the retry); making a
-failing batch atomic belongs to the reliability issue (#13, item 3).
+invocation's. Every event is applied all or nothing (a refused or failing tick leaves no trace),
+so a failed invocation's redelivery produces exactly the outputs of an uninterrupted run: events
+applied before the failure are re-emitted from the cache, the others are applied.
+
+A worker that dies loses nothing either: each partition's state is saved with the outputs of its
+newest batch before the invocation returns, and restored by the worker that gets the partition
+next (:mod:`shared.serving.partitions`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 
 from shared.contracts.batches import BatchResult, RawEvent
 from shared.contracts.events import MalformedEventError, PriceUpdate, Tick, decode_tick, encode
 from shared.lifecycle.champions import ChampionSource
 from shared.lifecycle.registry import ModelRegistry
 from shared.serving.engine import ForecastEngine, Warmup, now_ms
+from shared.serving.partitions import PartitionTracker
+from shared.serving.redelivery import EVICTED, REPLAY_WINDOW, Applied, AppliedEvents, EventId
+from shared.serving.statestore import PartitionStateStore
 from shared.stream.sanity import TickGate
 
+__all__ = ["EVICTED", "REPLAY_WINDOW", "Applied", "AppliedEvents", "EventId", "PredictService", "PriceThrottle",
+           "build_predict_service"]
+
 log = logging.getLogger(__name__)
-
-EventId = tuple[str, int]
-"""Where an event sits in its hub: ``(partition, sequence number)``; sequence numbers grow within a partition."""
-
-REPLAY_WINDOW = 4096
-"""Default number of applied events remembered per partition; at least ``maxEventBatchSize`` of
-``host.json`` (500), since a retry redelivers the whole batch."""
-
 
 class PriceThrottle:
     """Lets at most one price update per symbol through every ``min_interval_ms``.
@@ -85,63 +85,6 @@ class PriceThrottle:
         return True
 
 
-@dataclass(slots=True)
-class Applied:
-    """What applying one event produced: encoded outputs (bars, predictions), its dead letter,
-    and the price update it carried (made at the end of its batch), all as sent."""
-
-    outputs: list[bytes] = field(default_factory=list)
-    deadletter: bytes | None = None
-    price: bytes | None = None
-
-
-class AppliedEvents:
-    """Which events the engine has applied, per partition, with the results of the newest ``window``.
-
-    Parameters
-    ----------
-    window : int
-        Results kept per partition (>= 1); older applied events are only known by the
-        partition's highest applied sequence number.
-
-    Examples
-    --------
-    >>> seen = AppliedEvents(window=2)
-    >>> for seq in (1, 2, 3):
-    ...     seen.remember(("p0", seq), Applied())
-    >>> seen.lookup(("p0", 4)) is None, seen.lookup(("p0", 3)) is not None, seen.lookup(("p0", 1)) is EVICTED
-    (True, True, True)
-    """
-
-    def __init__(self, window: int = REPLAY_WINDOW) -> None:
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        self.window = window
-        self._results: dict[str, OrderedDict[int, Applied]] = {}
-        self._highest: dict[str, int] = {}
-
-    def lookup(self, event: EventId) -> Applied | object | None:
-        """``None`` if ``event`` is new, its :class:`Applied` if remembered, else :data:`EVICTED`."""
-        partition, seq = event
-        highest = self._highest.get(partition)
-        if highest is None or seq > highest:
-            return None
-        return self._results[partition].get(seq, EVICTED)
-
-    def remember(self, event: EventId, applied: Applied) -> None:
-        """Record that ``event`` was applied with result ``applied``."""
-        partition, seq = event
-        results = self._results.setdefault(partition, OrderedDict())
-        results[seq] = applied
-        if len(results) > self.window:
-            results.popitem(last=False)
-        self._highest[partition] = max(seq, self._highest.get(partition, seq))
-
-
-EVICTED = object()
-""":meth:`AppliedEvents.lookup` of an event applied long ago, whose result is no longer kept."""
-
-
 class PredictService:
     """Decode, validate and forecast one batch of tick events at a time; redelivery-safe.
 
@@ -153,18 +96,30 @@ class PredictService:
         events of one symbol, ms (``PRICE_UPDATE_MS``); ``None``: no price events.
     clock : wall clock in ms since epoch UTC, for the price throttle and ``sent_at_ms``.
     replay_window : applied events remembered per partition (see :class:`AppliedEvents`).
+    state_store : where each partition's state is saved after every batch and restored from when
+        a worker gets the partition (:mod:`shared.serving.partitions`); ``None``: memory only.
     """
 
     def __init__(self, engine: ForecastEngine, source: str = "ticks", price_update_ms: int | None = None,
-                 clock: Callable[[], int] = now_ms, replay_window: int = REPLAY_WINDOW) -> None:
+                 clock: Callable[[], int] = now_ms, replay_window: int = REPLAY_WINDOW,
+                 state_store: PartitionStateStore | None = None) -> None:
         self.engine = engine
         self.source = source
         self.prices = PriceThrottle(price_update_ms) if price_update_ms is not None else None
         self.clock = clock
-        self.applied = AppliedEvents(replay_window)
         self.gate = TickGate(clock)
+        self.partitions = PartitionTracker(engine, self.gate, AppliedEvents(replay_window), state_store)
         self.closers: list[Callable[[], None]] = []
         """Called by :meth:`close` (e.g. the history store used for warm-up)."""
+
+    @property
+    def applied(self) -> AppliedEvents:
+        """The events applied so far, per partition (shared with the partition tracker)."""
+        return self.partitions.applied
+
+    @applied.setter
+    def applied(self, applied: AppliedEvents) -> None:
+        self.partitions.applied = applied
 
     def close(self) -> None:
         """Release what the service holds (database connections); the engine state is dropped."""
@@ -187,7 +142,8 @@ class PredictService:
             ``outputs``: bars and predictions in event order, then price updates;
             ``deadletters``; ``counts`` (``ticks``, ``bars``, ``predictions``, ``prices``,
             ``malformed``, ``late``, ``out_of_sequence``, ``future``, ``time_jump``, ``stale``,
-            ``id_jump``, ``new_symbol_rate``, ``engine_error``, ``replayed``, ``redelivered_uncached``);
+            ``id_jump``, ``new_symbol_rate``, ``wrong_partition``, ``engine_error``, ``replayed``,
+            ``redelivered_uncached``);
             ``latest_prices`` of the ticks applied in this call.
 
         Every event is handled on its own: one that cannot be decoded, that the gate refuses
@@ -197,10 +153,19 @@ class PredictService:
         attributed to one event (none known).
         """
         result = BatchResult()
+        events = list(batch)
+        ids = list(ids) if ids is not None else [None] * len(events)
+        firsts: dict[str, int] = {}
+        for event_id in ids:
+            if event_id is not None and event_id[0] not in firsts:
+                firsts[event_id[0]] = event_id[1]
+        for partition, first_seq in firsts.items():  # state current before any lookup (may restore it)
+            self.partitions.begin(partition, first_seq)
         done: list[Applied] = []
+        batches: dict[str, list[tuple[int, Applied]]] = {p: [] for p in firsts}
+        advanced: set[str] = set()  # partitions with an event applied in this call
         fresh: dict[tuple[str, str], Applied] = {}  # newest applied tick of each symbol -> its record
-        for i, raw in enumerate(batch):
-            event_id = ids[i] if ids is not None else None
+        for raw, event_id in zip(events, ids):
             known = self.applied.lookup(event_id) if event_id is not None else None
             if known is EVICTED:
                 result.counts["redelivered_uncached"] += 1
@@ -210,17 +175,23 @@ class PredictService:
             if isinstance(known, Applied):
                 result.counts["replayed"] += 1
                 done.append(known)
+                batches[event_id[0]].append((event_id[1], known))
                 continue
-            applied = self._apply(raw, result, fresh)
+            applied = self._apply(raw, result, fresh, event_id[0] if event_id is not None else None)
             done.append(applied)
             if event_id is not None:
                 self.applied.remember(event_id, applied)
+                self.partitions.applied_through(*event_id)
+                advanced.add(event_id[0])
+                batches[event_id[0]].append((event_id[1], applied))
         if self.prices is not None:
             now = self.clock()
             for (exchange, symbol), applied in fresh.items():
                 if self.prices.admit(exchange, symbol, now):
                     price, event_time_ms = result.latest_prices[(exchange, symbol)]
                     applied.price = encode(PriceUpdate(exchange, symbol, price, event_time_ms, now))
+        for partition in advanced:  # state saved with the batch's outputs before the invocation returns
+            self.partitions.commit(partition, batches[partition])
         for applied in done:
             result.outputs.extend(applied.outputs)
             if applied.deadletter is not None:
@@ -229,13 +200,21 @@ class PredictService:
         result.counts["prices"] += sum(a.price is not None for a in done)
         return result
 
-    def _apply(self, raw: RawEvent, result: BatchResult, fresh: dict[tuple[str, str], Applied]) -> Applied:
-        """Decode ``raw`` and feed it to the engine; count it in ``result`` and return what it produced."""
+    def _apply(self, raw: RawEvent, result: BatchResult, fresh: dict[tuple[str, str], Applied],
+               partition: str | None = None) -> Applied:
+        """Decode ``raw`` (from ``partition``) and feed it to the engine; count it in ``result`` and
+        return what it produced."""
         applied = Applied()
         try:
             tick: Tick = decode_tick(raw.body)
         except MalformedEventError as exc:
             result.set_aside(self.source, raw, str(exc))
+            applied.deadletter = result.deadletters.pop()
+            return applied
+        key = (tick.exchange, tick.symbol)
+        if not self.partitions.owns(key, partition):
+            result.set_aside(self.source, raw, f"{tick.exchange} {tick.symbol} belongs to "
+                             f"{self.partitions.owner[key]}, not {partition}", "wrong_partition")
             applied.deadletter = result.deadletters.pop()
             return applied
         verdict = self.gate.check(tick)
@@ -245,6 +224,7 @@ class PredictService:
             applied.deadletter = result.deadletters.pop()
             return applied
         rejected: list[tuple[int, str, str]] = []
+        created = key not in self.engine.symbols
         try:
             events = self.engine.process([tick], rejected)
             outputs = [encode(event) for event in events]
@@ -253,6 +233,7 @@ class PredictService:
             result.set_aside(self.source, raw, f"engine error: {type(exc).__name__}: {str(exc)[:300]}", "engine_error")
             applied.deadletter = result.deadletters.pop()
             return applied
+        self.partitions.claim(key, partition, created)
         result.counts["ticks"] += 1
         for event, encoded in zip(events, outputs):
             applied.outputs.append(encoded)
@@ -262,11 +243,11 @@ class PredictService:
             result.set_aside(self.source, raw, reason, counter)
             applied.deadletter = result.deadletters.pop()
         else:
-            known = result.latest_prices.get((tick.exchange, tick.symbol))
+            known = result.latest_prices.get(key)
             self.gate.accept(tick)
             result.note_price(tick.exchange, tick.symbol, tick.price, tick.event_time_ms)
-            if result.latest_prices[(tick.exchange, tick.symbol)] != known:
-                fresh[(tick.exchange, tick.symbol)] = applied
+            if result.latest_prices[key] != known:
+                fresh[key] = applied
         return applied
 
 
@@ -281,6 +262,7 @@ def build_predict_service(
     warmup: Warmup | None = None,
     forecast_model: str = "",
     price_update_ms: int | None = None,
+    state_store: PartitionStateStore | None = None,
 ) -> PredictService:
     """Wire a :class:`PredictService` to a registry (``None``: every symbol starts cold).
 
@@ -296,6 +278,7 @@ def build_predict_service(
     forecast_model : model family of cold-start forecasters.
     price_update_ms : ``PRICE_UPDATE_MS`` (least time between two price events of a symbol, ms);
         ``None``: no price events.
+    state_store : where partition state is saved and restored (``None``: in memory only).
     """
     source = (
         ChampionSource(registry, default_key, poll_seconds, checkpoint_seconds)
@@ -305,4 +288,4 @@ def build_predict_service(
     engine = ForecastEngine(source, interval_level=interval_level, forecast_model=forecast_model, warmup=warmup)
     if clock is not None:
         engine.clock = clock
-    return PredictService(engine, price_update_ms=price_update_ms, clock=clock or now_ms)
+    return PredictService(engine, price_update_ms=price_update_ms, clock=clock or now_ms, state_store=state_store)

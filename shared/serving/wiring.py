@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the annotations only; the builders import these when called
     from shared.lifecycle.retrain import RetrainService
     from shared.serving.api import HistoryApi
     from shared.serving.predicting import PredictService
+    from shared.serving.statestore import PartitionStateStore
     from shared.storage.archiving import ArchiveService
     from shared.storage.history import HistoryStore
 
@@ -160,8 +161,9 @@ def make_predict_service(settings: Settings) -> PredictService:
         normalise_url(settings.mysql_url)  # a malformed MYSQL_URL still fails the build (ValueError)
         warmup = HistoryWarmup(lambda: HistoryStore.from_settings(settings), settings.state_warmup_bars,
                                Backoff())
+    registry = make_registry(settings, **SERVING_BLOB_CLIENT)
     service = build_predict_service(
-        make_registry(settings, **SERVING_BLOB_CLIENT),
+        registry,
         settings.model_key,
         settings.interval_level,
         settings.model_poll_seconds,
@@ -169,10 +171,33 @@ def make_predict_service(settings: Settings) -> PredictService:
         warmup=warmup,
         forecast_model=settings.forecast_model,
         price_update_ms=settings.price_update_ms,
+        state_store=make_state_store(settings, registry),
     )
     if warmup is not None:
         service.closers.append(warmup.close)
     return service
+
+
+def make_state_store(settings: Settings, registry: ModelRegistry | None) -> PartitionStateStore | None:
+    """``predict``'s partition state store on ``STATE_CONTAINER`` of the registry's account, with the
+    registry's credential and :data:`SERVING_BLOB_CLIENT` options, signed with ``MODEL_SIGNING_KEY``;
+    ``None`` without a registry or a signing key (then state lives in memory only, and a restart
+    loses the minute in progress: see :mod:`shared.serving.partitions`).
+    """
+    from shared.serving.statestore import PartitionStateStore
+
+    if registry is None or not registry.blobs.signer.has_key:
+        log.warning("no model storage or signing key: partition state is kept in memory only")
+        return None
+    from azure.storage.blob import ContainerClient
+
+    if settings.model_storage_connection:
+        container = ContainerClient.from_connection_string(
+            settings.model_storage_connection, settings.state_container, **SERVING_BLOB_CLIENT)
+    else:  # the same account and identity as the registry's client
+        container = ContainerClient(settings.model_storage_url, settings.state_container,
+                                    credential=registry.container.credential, **SERVING_BLOB_CLIENT)
+    return PartitionStateStore(container, registry.blobs.signer, settings.ticks_hub, settings.predict_consumer_group)
 
 
 def make_retrain_service(settings: Settings) -> RetrainService:

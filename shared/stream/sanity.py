@@ -172,3 +172,31 @@ class TickGate:
                 ref.trade_id = tick.trade_id
         if self._feed is None or tick.event_time_ms >= self._feed.event_ms:
             self._feed = _Mark(tick.event_time_ms, tick.ingest_time_ms, None)
+
+    def export(self, key: tuple[str, str]) -> tuple[_Mark | None, _Mark | None]:
+        """The gate's state of one ``(exchange, symbol)``: its reference mark and its pending refused jump."""
+        return self._marks.get(key), self._pending.get(key)
+
+    def restore(self, key: tuple[str, str], state: tuple[_Mark | None, _Mark | None]) -> None:
+        """Put back what :meth:`export` returned for ``key`` (a worker taking a partition over)."""
+        mark, pending = state
+        self.forget(key)
+        if mark is not None:
+            self._marks[key] = mark
+        if pending is not None:
+            self._pending[key] = pending
+
+    def forget(self, key: tuple[str, str]) -> None:
+        """Drop the state of ``key`` (its partition moved to another worker)."""
+        self._marks.pop(key, None)
+        self._pending.pop(key, None)
+
+    @property
+    def feed(self) -> _Mark | None:
+        """The feed's reference: the newest accepted tick of any symbol (event and ingest time)."""
+        return self._feed
+
+    def restore_feed(self, feed: _Mark | None) -> None:
+        """Take ``feed`` as the feed's reference if it is newer than the one held."""
+        if feed is not None and (self._feed is None or feed.event_ms > self._feed.event_ms):
+            self._feed = _Mark(feed.event_ms, feed.ingest_ms, None)

@@ -39,6 +39,7 @@ def app_settings(monkeypatch, azurite, blob_container, mysql_url):
     """App settings pointing the functions at this test's container and database."""
     monkeypatch.setenv("MODEL_STORAGE", azurite.connection_string)
     monkeypatch.setenv("MODELS_CONTAINER", blob_container.container_name)
+    monkeypatch.setenv("STATE_CONTAINER", f"{blob_container.container_name}-state")  # predict's, this test's
     monkeypatch.setenv("MODEL_KEY", "btc-1m")
     monkeypatch.setenv("MYSQL_URL", mysql_url)
     reset_services()

@@ -339,6 +339,7 @@ def test_models_live_in_their_own_account_and_containers_are_private(built):
     containers = {r.inputs["containerName"]: r.inputs for r in built.of_type("storage:BlobContainer")}
     assert {name: c["accountName"] for name, c in containers.items()} == {
         default("MODELS_CONTAINER"): built.account("models").name,
+        default("STATE_CONTAINER"): built.account("models").name,
         infra_config.DEPLOYMENT_CONTAINER: built.account("host").name,
     }
     assert all(c["publicAccess"] == "None" for c in containers.values())
@@ -412,6 +413,7 @@ def test_function_app_settings_point_at_the_right_resources(built):
         "MODEL_STORAGE__credential": "managedidentity",
         "MODEL_STORAGE__clientId": promote,
         "MODELS_CONTAINER": "models",
+        "STATE_CONTAINER": "predict-state",
         "RETRAIN_SCHEDULE": CONFIG.retrain_schedule,
         "MYSQL_URL": f"@Microsoft.KeyVault(SecretUri=https://{vault}.vault.azure.net/secrets/{secret}/)",
         "MODEL_SIGNING_KEY": f"@Microsoft.KeyVault(SecretUri=https://{vault}.vault.azure.net/secrets/{signing}/)",
@@ -616,6 +618,7 @@ def test_role_assignments_are_least_privilege(built):
         ("host", "Key Vault Secrets User", f"{p}-kv-model-signing-key", None),
         ("host", "Monitoring Metrics Publisher", f"{p}-appi", None),
         ("predict", "Storage Blob Data Contributor", models, roles.path_condition(("checkpoints",))),
+        ("predict", "Storage Blob Data Contributor", f"{p}-{default('STATE_CONTAINER')}", None),
         ("retrain", "Storage Blob Data Contributor", models, roles.path_condition(("candidates",))),
         ("promote", "Storage Blob Data Contributor", models, roles.path_condition(("pointer", "decisions"))),
         ("promote", "Storage Queue Data Contributor", f"{p}stm", None),
@@ -660,7 +663,9 @@ REGISTRY_BLOBS = {
 
 @pytest.mark.parametrize("path", sorted(REGISTRY_BLOBS))
 def test_each_registry_path_is_writable_by_exactly_its_writer(built, path):
-    conditions = {who: c for who, role, _, c in role_assignments(built) if role == "Storage Blob Data Contributor"}
+    models = f"{CONFIG.name_prefix}-{default('MODELS_CONTAINER')}"
+    conditions = {who: c for who, role, scope, c in role_assignments(built)
+                  if role == "Storage Blob Data Contributor" and scope == models}
     assert set(conditions) == {"predict", "retrain", "promote"}
     writers = {who for who, c in conditions.items() for action in roles.BLOB_WRITE_ACTIONS if allows(c, action, path)}
     assert writers == ({REGISTRY_BLOBS[path]} if REGISTRY_BLOBS[path] else set())
@@ -702,7 +707,7 @@ def test_function_app_waits_for_its_role_assignments(built):
     principals = {built.identity(k).outputs["principalId"] for k in FUNCTION_IDENTITIES}
     granted = [i for i, r in enumerate(built.mocks.resources)
                if r.short == "authorization:RoleAssignment" and r.inputs["principalId"] in principals]
-    assert len(granted) == 15 and max(granted) < app_at
+    assert len(granted) == 16 and max(granted) < app_at
 
 
 # --- Function App ----------------------------------------------------------------------------------------
@@ -931,12 +936,12 @@ def test_resource_inventory(built):
     assert counts == {
         "resources:ResourceGroup": 1,
         "operationalinsights:Workspace": 1, "applicationinsights:Component": 1,
-        "storage:StorageAccount": 2, "storage:BlobContainer": 2,
+        "storage:StorageAccount": 2, "storage:BlobContainer": 3,
         "eventhub:Namespace": 1, "eventhub:EventHub": 3, "eventhub:ConsumerGroup": 4,
         "dbformysql:Server": 1, "dbformysql:Database": 1, "dbformysql:Configuration": 1,
         "dbformysql:FirewallRule": 1,
         "managedidentity:UserAssignedIdentity": 5, "signalrservice:SignalR": 1,
-        "keyvault:Vault": 1, "keyvault:Secret": 2, "authorization:RoleAssignment": 18,
+        "keyvault:Vault": 1, "keyvault:Secret": 2, "authorization:RoleAssignment": 19,
         "pulumi-python:dynamic:Resource": 1,
         "web:AppServicePlan": 1, "web:WebApp": 1,
         "eventgrid:SystemTopic": 1, "eventgrid:SystemTopicEventSubscription": 1,
