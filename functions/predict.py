@@ -23,8 +23,10 @@ tick goes to ``%DEADLETTER_HUB_NAME%`` with its position and the reason, and the
 returns, so the host's checkpoint past it (Azure/Azure-Functions#947) loses nothing. Ticks
 the engine applied stay applied (bars and state continue); the outputs of that batch are
 not sent (the bars and predictions of those minutes never reach the hub; the next minutes' do).
-State (bars in progress, features, per-symbol models) lives in this worker
-process: the partition key is the symbol, so one instance owns a symbol.
+State (bars in progress, features, per-symbol models) lives in this worker process and is saved
+per partition, with the outputs of the batch, before the function returns; a worker that gets a
+partition restores it (:mod:`shared.serving.partitions`, docs/failures.md "Restarts"). The
+partition key is the symbol, so one partition holds all of a symbol's ticks.
 """
 
 from __future__ import annotations
