@@ -4,20 +4,23 @@ At the close of minute m the forecaster sees the features ``x`` of :mod:`shared.
 and forecasts ``r = ln(close_{m+1} / close_m)``; it is taught each label when it is
 realised (predict, then learn; no look-ahead). The chain, per step:
 
-1. **scale** ``sigma = sqrt((vol_15^2 + vol_60^2) / 2)`` (floored at :data:`MIN_SCALE`): a
-   two-horizon realised volatility in the spirit of F. Corsi's HAR model ("A simple
-   approximate long-memory model of realized volatility", J. Financial Econometrics 7, 2009).
-   Everything below is in units of ``sigma``, so one model fits venues, years and price
-   levels alike;
-2. **model** (a family of :mod:`shared.forecast.families`, chosen by name) predicts ``z = r / sigma``;
+1. **scale** ``sigma = sqrt((vol_15^2 + vol_60^2 + vol_1440^2) / 3)`` (floored at
+   :data:`MIN_SCALE`): F. Corsi's HAR combination ("A simple approximate long-memory model of
+   realized volatility", J. Financial Econometrics 7, 2009) of jump-robust (winsorised MedRV)
+   volatilities over 15 minutes, an hour and a day, with equal weights (not fitted). The daily
+   term pulls the scale toward its level as volatility mean-reverts. Everything below is in
+   units of ``sigma``, so one model fits venues, years and price levels alike;
+2. **model** (a family of :mod:`shared.forecast.families`, chosen by name) predicts ``z = r / sigma``
+   from the sign-carrying features in sigma units, winsorised (:mod:`shared.forecast.inputs`);
    its output is clipped to ``±MAX_ABS_Z`` and multiplied by ``sigma`` and by the
    ``window_fill`` feature (the share of the longest feature window filled, so forecasts
    from short warm-up windows are shrunk, and learned with that weight);
 3. **guard** (:class:`shared.forecast.guard.ZeroReturnGuard`) mixes that forecast with the
-   zero-return forecast, weighting the two online by their absolute errors, so the
-   served forecast cannot do much worse than persistence for long;
-4. **interval** (:class:`shared.forecast.conformal.AdaptiveConformalInterval`): normalised,
-   adaptive conformal interval ``r_hat ± q * sigma`` at ``interval_level``;
+   zero-return forecast, Fixed-Share weights on losses in sigma units, so the served
+   forecast cannot do much worse than persistence for long, and recovers after a shock;
+4. **interval** (:class:`shared.forecast.conformal.MondrianInterval`): normalised, adaptive
+   conformal interval ``r_hat ± q * sigma`` at ``interval_level``, calibrated per tercile of
+   ``sigma`` (Mondrian conformal prediction);
 5. **drift**: River's ``drift.ADWIN`` (A. Bifet and R. Gavaldà, "Learning from time-changing
    data with adaptive windowing", SDM 2007; ``delta = 0.002``, River's default) watches the
    conformal score ``|r - r_hat| / sigma`` (winsorised at ``Z_CLIP``); its alarms are counted
@@ -60,8 +63,13 @@ from shared.forecast.limits import (
     MIN_SCALE,
     Z_CLIP,
 )
-from shared.forecast.conformal import AdaptiveConformalInterval
+from shared.forecast.conformal import MondrianInterval
 from shared.forecast.guard import ZeroReturnGuard
+from shared.forecast.inputs import model_inputs
+
+INPUTS_VERSION = 2
+"""Version of the regressor's inputs and scale: 2 = :mod:`shared.forecast.inputs` and the
+three-horizon scale (issue 16); models pickled before it load as version 1 and keep theirs."""
 
 __all__ = [
     "DEFAULT_INTERVAL_LEVEL",
@@ -79,10 +87,19 @@ __all__ = [
 ]
 
 def _scale(x: dict[str, float]) -> float:
+    """HAR scale: root mean of the 15-minute, hourly and daily jump-robust variances (floored)."""
     v15 = x.get("vol_15", 0.0)
     v60 = x.get("vol_60", v15)
-    s = math.sqrt(0.5 * (v15 * v15 + v60 * v60))
+    v1440 = x.get("vol_1440", v60)
+    s = math.sqrt((v15 * v15 + v60 * v60 + v1440 * v1440) / 3.0)
     return max(MIN_SCALE, s)
+
+
+def _scale_v1(x: dict[str, float]) -> float:
+    """The scale of models pickled before issue 16 (15 and 60 minutes only)."""
+    v15 = x.get("vol_15", 0.0)
+    v60 = x.get("vol_60", v15)
+    return max(MIN_SCALE, math.sqrt(0.5 * (v15 * v15 + v60 * v60)))
 
 
 class ReturnForecaster:
@@ -129,25 +146,34 @@ class ReturnForecaster:
         self.name = name or DEFAULT_MODEL
         self.regressor = regressor if regressor is not None else family(self.name).build()
         self.guard = ZeroReturnGuard()
-        self.interval = AdaptiveConformalInterval(self.interval_level, residual_window, interval_rate)
+        self.interval = MondrianInterval(self.interval_level, residual_window, interval_rate)
         self.drift = drift.ADWIN(delta=DRIFT_DELTA)
         self.drift_alarms = 0
         self.steps = 0
-        self._last: tuple | None = None  # (x, model_return, r_hat, sigma, half_width) of the last predict
+        self.inputs_version = INPUTS_VERSION
+        self._last: tuple | None = None  # (x, model_return, r_hat, sigma, half_width, weight) of the last predict
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_last"] = None  # a cache keyed on object identity: meaningless after unpickling
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("inputs_version", 1)  # pickled before issue 16: raw features, two-horizon scale
+        self.__dict__.update(state)
+
     # ------------------------------------------------------------------------------------------
-    @staticmethod
-    def _inputs(x: dict[str, float]) -> dict[str, float]:
-        """The regressor's inputs: every feature but ``window_fill``, in ``x``'s order."""
+    def _inputs(self, x: dict[str, float], sigma: float) -> dict[str, float]:
+        """The regressor's inputs (:func:`shared.forecast.inputs.model_inputs`; version 1: raw features)."""
+        if self.inputs_version >= 2:
+            return model_inputs(x, sigma)
         return {k: v for k, v in x.items() if k != "window_fill"}
 
-    def _model_return(self, x: dict[str, float], sigma: float) -> float:
-        z = self.regressor.predict_one(self._inputs(x))
+    def _sigma(self, x: dict[str, float]) -> float:
+        return _scale(x) if self.inputs_version >= 2 else _scale_v1(x)
+
+    def _model_return(self, x: dict[str, float], sigma: float, inputs: dict[str, float]) -> float:
+        z = self.regressor.predict_one(inputs)
         if not math.isfinite(z):
             return 0.0
         z = MAX_ABS_Z if z > MAX_ABS_Z else max(z, -MAX_ABS_Z)
@@ -163,10 +189,17 @@ class ReturnForecaster:
         last = self._last
         if last is not None and last[0] is x:
             return last
-        sigma = _scale(x)
-        m = self._model_return(x, sigma)
+        sigma = self._sigma(x)
+        inputs = self._inputs(x, sigma)
+        m = self._model_return(x, sigma, inputs)
         r_hat = self._bound(self.guard.forecast(m))
-        self._last = last = (x, m, r_hat, sigma, self.interval.half_width())
+        interval = self.interval
+        if isinstance(interval, MondrianInterval):
+            category = interval.bin_of(sigma)
+            q = interval.half_width(category)
+        else:  # a model pickled before issue 16: one adaptive interval
+            category, q = 0, interval.half_width()
+        self._last = last = (x, m, r_hat, sigma, q, self.guard.weight, category, inputs)
         return last
 
     def predict(self, x: dict[str, float]) -> tuple[float, float, float]:
@@ -175,7 +208,7 @@ class ReturnForecaster:
         ``x`` is a feature dict of :class:`shared.stream.features.BarFeatures`; all three values are
         finite and ``-max_abs_return <= lower <= r_hat <= upper <= max_abs_return``.
         """
-        _, _, r_hat, sigma, q = self._forecast(x)
+        _, _, r_hat, sigma, q, _, _, _ = self._forecast(x)
         half = q * sigma
         return r_hat, self._bound(r_hat - half), self._bound(r_hat + half)
 
@@ -192,11 +225,14 @@ class ReturnForecaster:
         """
         if not math.isfinite(r):
             raise ValueError(f"realised log return must be finite, got {r!r}")
-        _, m, r_hat, sigma, q = self._forecast(x)
+        _, m, r_hat, sigma, q, _, category, inputs = self._forecast(x)
         self._last = None
         score = abs(r - r_hat) / sigma
-        self.interval.update(score, q)
-        self.guard.update(m, r)
+        if isinstance(self.interval, MondrianInterval):
+            self.interval.update(score, q, category, sigma)
+        else:
+            self.interval.update(score, q)
+        self.guard.update(m, r, sigma)
         self.drift.update(min(Z_CLIP, score))
         if self.drift.drift_detected:
             self.drift_alarms += 1
@@ -204,9 +240,9 @@ class ReturnForecaster:
         z = Z_CLIP if z > Z_CLIP else max(z, -Z_CLIP)
         fill = x.get("window_fill", 1.0)
         if fill >= 1.0:
-            self.regressor.learn_one(self._inputs(x), z)
+            self.regressor.learn_one(inputs, z)
         else:
-            self.regressor.learn_one(self._inputs(x), z, w=fill)
+            self.regressor.learn_one(inputs, z, w=fill)
         self.steps += 1
 
     def predict_price(self, x: dict[str, float], last_close: float) -> tuple[float, float, float]:
@@ -221,6 +257,16 @@ class ReturnForecaster:
             raise ValueError(f"last_close must be a positive finite price, got {last_close!r}")
         r, lo, hi = self.predict(x)
         return last_close * math.exp(r), last_close * math.exp(lo), last_close * math.exp(hi)
+
+    def internals(self, x: dict[str, float]) -> tuple[float, float, float, float]:
+        """What the forecast for ``x`` was made of: ``(model_return, sigma, half_width, guard_weight)``.
+
+        ``model_return`` is the model's log return before the guard, ``sigma`` the volatility
+        scale (log return per minute), ``half_width`` the interval's half-width in units of
+        ``sigma``, ``guard_weight`` the model's weight in the served forecast.
+        """
+        _, m, _, sigma, q, weight, _, _ = self._forecast(x)
+        return m, sigma, q, weight
 
     @property
     def guard_weight(self) -> float:

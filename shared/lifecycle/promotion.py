@@ -9,9 +9,9 @@ created, which is what fires the blob trigger), :meth:`PromotionService.handle`
    without executing it);
 3. runs a smoke prediction on a fixed synthetic bar series: finite, within ±5 % of
    the last close, ``lower <= forecast <= upper``, and one learn step that keeps it so;
-4. compares holdout MAE written by ``retrain``: promote when there is no champion
-   serving the symbol, or the challenger's MAE is not worse than the champion's on
-   the same holdout (and that champion is still the one serving);
+4. compares the holdout scores written by ``retrain``: promote when there is no champion
+   serving the symbol, or when the challenger beats the champion (still the one serving)
+   by the stated margin -- see "The margin" below;
 5. writes ``<key>/current.json`` under the ETag of step 1 (If-Match, or If-None-Match
    when there was no pointer), so of two promotions racing on one pointer exactly one
    wins and the other is refused as a lost race;
@@ -19,6 +19,23 @@ created, which is what fires the blob trigger), :meth:`PromotionService.handle`
    ``<key>/decisions/`` (list them with :meth:`shared.lifecycle.registry.ModelRegistry.decisions`).
 
 A promotion is announced as a :class:`shared.contracts.events.ModelChange` on the predictions hub.
+
+The margin
+----------
+A lower holdout MAE on a few minutes is noise: issue 16 saw a challenger promoted for
+0.002 USD over 10 minutes that then ran at a live MAE ratio of 1.0015. So a challenger
+replaces a champion only when
+
+- the paired comparison ``holdout.comparison`` (retrain's Diebold-Mariano test of the
+  challenger's against the champion's absolute errors on the same minutes, Newey-West
+  variance with the Harvey-Leybourne-Newbold correction, :mod:`shared.forecast.comparison`)
+  rests on at least :data:`MIN_HOLDOUT_MINUTES` minutes, and
+- it rejects equal accuracy in the challenger's favour at the one-sided level
+  :data:`PROMOTION_ALPHA` (5 %, the conventional level: ``p_better <= 0.05``).
+
+The statistic, its p and the number of minutes go into the decision record
+(``test_statistic``, ``p_value``, ``holdout_minutes``). Otherwise the champion stays and keeps
+learning online; a challenger is worth the swap only when the evidence says so.
 """
 
 from __future__ import annotations
@@ -41,6 +58,12 @@ from shared.lifecycle.registry import ModelRegistry, PointerConflictError, Regis
 
 log = logging.getLogger(__name__)
 
+MIN_HOLDOUT_MINUTES = 60
+"""Fewest paired holdout minutes a replacement may rest on: one hour, the shortest span over
+which one-minute errors average over more than a few volatility bursts (and the Newey-West
+variance has 2+ lags); the default holdout (``RETRAIN_HOLDOUT_MINUTES``) is 6 hours."""
+PROMOTION_ALPHA = 0.05
+"""One-sided level of the test a challenger must pass to replace a champion."""
 MAX_FORECAST_MOVE = 0.05
 """A smoke forecast further than this fraction from the last close fails (the forecaster's own bound)."""
 
@@ -142,6 +165,9 @@ class PromotionDecision:
     decided_at_ms : when, ms since epoch UTC.
     champion_key, champion_version : the champion serving the symbol before the decision (or ``None``).
     challenger_mae_usd, champion_mae_usd, persistence_mae_usd : holdout MAE in USD, when known.
+    test_statistic, p_value, holdout_minutes : the paired comparison against the champion
+        (Harvey-Leybourne-Newbold corrected Diebold-Mariano statistic, negative = challenger
+        better; its one-sided p; paired minutes), when one was made.
     """
 
     key: str
@@ -154,6 +180,9 @@ class PromotionDecision:
     challenger_mae_usd: float | None = None
     champion_mae_usd: float | None = None
     persistence_mae_usd: float | None = None
+    test_statistic: float | None = None
+    p_value: float | None = None
+    holdout_minutes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the fields."""
@@ -264,7 +293,23 @@ class PromotionService:
                     f"worse than the champion on the holdout: MAE {challenger_mae:.4f} > {champion_mae:.4f} USD",
                     **figures,
                 )
-            reason = f"holdout MAE {challenger_mae:.4f} <= champion {champion[1]} {champion_mae:.4f} USD"
+            test = holdout.get("comparison")
+            if not isinstance(test, dict) or not all(
+                isinstance(test.get(k), (int, float)) for k in ("n", "statistic_hln", "p_better")
+            ):
+                return refuse("metadata has no paired comparison with the champion (retrain again)", **figures)
+            figures |= dict(test_statistic=float(test["statistic_hln"]), p_value=float(test["p_better"]),
+                            holdout_minutes=int(test["n"]))
+            evidence = (f"DM {test['statistic_hln']:+.2f}, one-sided p {test['p_better']:.3f} over "
+                        f"{int(test['n'])} paired minutes")
+            if test["n"] < MIN_HOLDOUT_MINUTES:
+                return refuse(f"too few holdout minutes to judge: {int(test['n'])} < {MIN_HOLDOUT_MINUTES} "
+                              f"(MAE {challenger_mae:.4f} vs {champion_mae:.4f} USD)", **figures)
+            if not test["p_better"] <= PROMOTION_ALPHA:
+                return refuse(f"not better than the champion by the margin (p <= {PROMOTION_ALPHA}): {evidence}; "
+                              f"MAE {challenger_mae:.4f} vs {champion_mae:.4f} USD", **figures)
+            reason = (f"holdout MAE {challenger_mae:.4f} < champion {champion[1]} {champion_mae:.4f} USD, "
+                      f"{evidence}")
         else:
             reason = f"no champion; holdout MAE {challenger_mae:.4f} USD"
         if persistence_mae is not None:

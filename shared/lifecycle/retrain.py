@@ -14,7 +14,9 @@ For each model key (one per symbol, :func:`shared.lifecycle.registry.symbol_key`
 5. scores challenger, the champion serving the symbol now (its own key's, else the
    fallback key's) and persistence on the holdout, each prequentially from a copy
    whose features were warmed on the training bars — so all three are judged on
-   the same minutes and none has seen a holdout label before forecasting it;
+   the same minutes and none has seen a holdout label before forecasting it — and
+   compares challenger and champion minute by minute (``holdout.comparison``: the
+   Diebold-Mariano test of :func:`compare`, on which promotion decides);
 6. saves the challenger, which by then has also learned the holdout online, as a
    candidate ``<key>/candidates/<version>/`` whose metadata carries the three
    scores, the training range, row counts, features and library versions (the
@@ -31,12 +33,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.stream.bars import MINUTE_MS
 from shared.contracts.events import Bar
 from shared.stream.features import FEATURE_NAMES
+from shared.forecast.comparison import paired_test
 from shared.forecast.forecaster import ReturnForecaster
 from shared.forecast.prequential import PrequentialStepper
 from shared.storage.history import HistoryStore
@@ -58,19 +61,22 @@ class HoldoutScore:
         (quote currency).
     coverage : share of realised closes inside the prediction interval, or ``None``
         for persistence (no interval).
+    errors : ``{target minute (ms since epoch UTC): absolute error (USD)}`` of each scored
+        forecast, for the paired comparison of :func:`compare`; not written to metadata.
     """
 
     n: int
     mae_usd: float
     rmse_usd: float
     coverage: float | None
+    errors: dict[int, float] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of the fields."""
-        return asdict(self)
+        """JSON-ready dict of the fields but ``errors``."""
+        return {"n": self.n, "mae_usd": self.mae_usd, "rmse_usd": self.rmse_usd, "coverage": self.coverage}
 
 
-def _score(abs_errors: list[float], hits: list[bool] | None) -> HoldoutScore:
+def _score(abs_errors: list[float], hits: list[bool] | None, times: list[int] | None = None) -> HoldoutScore:
     n = len(abs_errors)
     if n == 0:
         return HoldoutScore(0, math.nan, math.nan, None)
@@ -79,7 +85,18 @@ def _score(abs_errors: list[float], hits: list[bool] | None) -> HoldoutScore:
         sum(abs_errors) / n,
         math.sqrt(sum(e * e for e in abs_errors) / n),
         None if hits is None else sum(hits) / n,
+        dict(zip(times, abs_errors)) if times is not None else {},
     )
+
+
+def compare(challenger: HoldoutScore, champion: HoldoutScore) -> dict[str, Any] | None:
+    """Paired Diebold-Mariano comparison of the two on their common holdout minutes
+    (:func:`shared.forecast.comparison.paired_test`, challenger first: negative = challenger better),
+    as a JSON-ready dict; ``None`` with fewer than 2 common minutes."""
+    common = sorted(set(challenger.errors) & set(champion.errors))
+    if len(common) < 2:
+        return None
+    return paired_test([challenger.errors[t] for t in common], [champion.errors[t] for t in common]).to_dict()
 
 
 class Prequential(PrequentialStepper):
@@ -119,6 +136,7 @@ class Prequential(PrequentialStepper):
         """
         errors: list[float] = []
         hits: list[bool] = []
+        times: list[int] = []
         step = self.step
         for bar in bars:
             done = step(bar, learn, predict)
@@ -126,7 +144,8 @@ class Prequential(PrequentialStepper):
                 close = bar.close
                 errors.append(abs(done.predicted - close))
                 hits.append(done.lower <= close <= done.upper)
-        return _score(errors, hits) if score else None
+                times.append(bar.open_time_ms)
+        return _score(errors, hits, times) if score else None
 
 
 def persistence_score(bars: Sequence[Bar]) -> HoldoutScore:
@@ -302,6 +321,7 @@ class RetrainService:
                 "champion": None if champion is None else {"key": champion[0], "version": champion[1],
                                                             **(finite(champion_score) or {})},
                 "persistence": finite(persistence),
+                "comparison": None if champion_score is None else compare(challenger_score, champion_score),
             },
         }
         meta = self.registry.save(

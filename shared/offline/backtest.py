@@ -48,7 +48,13 @@ ROLLING_MINUTES = 1_440
 @dataclass
 class BacktestSeries:
     """Per scored minute: target minute (ms since epoch UTC), last close, realised close,
-    forecast and interval bounds (USD); arrays of equal length."""
+    forecast and interval bounds (USD); arrays of equal length.
+
+    When the forecaster exposes ``internals(x)`` (:meth:`shared.forecast.forecaster.ReturnForecaster.internals`),
+    also what each forecast was made of: ``model_return`` (the model's log return before the
+    guard), ``sigma`` (volatility scale, log return per minute), ``half_width`` (interval
+    half-width in units of sigma) and ``guard_weight``; else these are ``None``.
+    """
 
     time_ms: np.ndarray
     last: np.ndarray
@@ -56,6 +62,10 @@ class BacktestSeries:
     pred: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
+    model_return: np.ndarray | None = None
+    sigma: np.ndarray | None = None
+    half_width: np.ndarray | None = None
+    guard_weight: np.ndarray | None = None
 
 
 @dataclass
@@ -211,6 +221,9 @@ def run_backtest(
     cap = max(n - 1, 0)
     t_arr, last_arr, act_arr = np.empty(cap, np.int64), np.empty(cap), np.empty(cap)
     pred_arr, lo_arr, hi_arr = np.empty(cap), np.empty(cap), np.empty(cap)
+    internals = getattr(forecaster, "internals", None)
+    inner = np.empty((cap, 4)) if internals is not None else None
+    made = None  # internals of the pending forecast
     k = 0
     bar_progress = None
     if progress:
@@ -229,14 +242,19 @@ def run_backtest(
         if done is not None and stepper.resolved > warmup:  # the first `warmup` resolved: learned only
             t_arr[k], last_arr[k], act_arr[k] = t, done.last_close, bar.close
             pred_arr[k], lo_arr[k], hi_arr[k] = done.predicted, done.lower, done.upper
+            if inner is not None:
+                inner[k] = made
             k += 1
+        if inner is not None and stepper.pending is not None:
+            made = internals(stepper.pending.x)
         if bar_progress is not None and i % 1000 == 999:
             bar_progress.update(1000)
     seconds = time.perf_counter() - t0
     if bar_progress is not None:
         bar_progress.update(n - bar_progress.n)
         bar_progress.close()
-    series = BacktestSeries(t_arr[:k], last_arr[:k], act_arr[:k], pred_arr[:k], lo_arr[:k], hi_arr[:k])
+    series = BacktestSeries(t_arr[:k], last_arr[:k], act_arr[:k], pred_arr[:k], lo_arr[:k], hi_arr[:k],
+                            *((inner[:k, j].copy() for j in range(4)) if inner is not None else ()))
     model_scores = score(series)
     persistence_scores = score(series, series.last, interval=False)
     persistence_scores["mae_ratio"] = 1.0
@@ -264,7 +282,9 @@ def rolling_mae_ratio(series: BacktestSeries, window: int = ROLLING_MINUTES) -> 
 
 def plot_backtest(result: BacktestResult, path: str | Path, zoom_minutes: int = 240) -> Path:
     """Write a PNG: the last ``zoom_minutes`` of price, forecast and interval band; the
-    rolling one-day MAE ratio to persistence over the whole run; the rolling one-day coverage.
+    rolling one-day MAE ratio to persistence over the whole run; the rolling one-day coverage;
+    and, when the series carries the forecaster's internals, the model panel: forecast minus
+    last close in basis points and the guard weight over time. No axis uses offset notation.
 
     Raises
     ------
@@ -280,7 +300,9 @@ def plot_backtest(result: BacktestResult, path: str | Path, zoom_minutes: int = 
     if s is None or len(s.actual) == 0:
         raise ValueError("the backtest result has no per-minute series to plot")
     times = s.time_ms.astype("datetime64[ms]")
-    fig, axes = plt.subplots(3, 1, figsize=(11, 9), gridspec_kw={"height_ratios": [3, 2, 1.4]})
+    panel = s.guard_weight is not None
+    fig, axes = plt.subplots(4 if panel else 3, 1, figsize=(11, 11.5 if panel else 9),
+                             gridspec_kw={"height_ratios": [3, 2, 1.4, 2][: 4 if panel else 3]})
     z = slice(max(0, len(times) - zoom_minutes), len(times))
     ax = axes[0]
     ax.fill_between(times[z], s.lower[z], s.upper[z], step="mid", alpha=0.25, color="tab:blue",
@@ -306,6 +328,21 @@ def plot_backtest(result: BacktestResult, path: str | Path, zoom_minutes: int = 
     axes[2].plot(times[::step], cov[::step], color="tab:blue", lw=0.9)
     axes[2].axhline(result.interval_level, color="black", lw=0.8, ls="--")
     axes[2].set_ylabel("rolling 1-day coverage")
+    if panel:
+        ax = axes[3]
+        ax.plot(times[::step], (1e4 * (s.pred / s.last - 1.0))[::step], color="tab:red", lw=0.5,
+                label="forecast - last close (bp)")
+        ax.axhline(0.0, color="black", lw=0.6)
+        ax.set_ylabel("forecast - last (bp)")
+        twin = ax.twinx()
+        twin.plot(times[::step], s.guard_weight[::step], color="tab:green", lw=0.9, label="guard weight")
+        twin.set_ylim(0.0, 1.0)
+        twin.set_ylabel("guard weight")
+        ax.legend(loc="upper left", fontsize=8)
+        twin.legend(loc="upper right", fontsize=8)
+        twin.ticklabel_format(axis="y", useOffset=False, style="plain")
+    for ax in axes:
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

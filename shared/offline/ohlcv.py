@@ -9,6 +9,15 @@ time is taken as the minute's open time, floored to the minute.
 
 Rows whose prices are missing, non-finite or not positive are counted in
 :attr:`OhlcvReader.skipped` (with their line numbers in ``skipped_lines``), not raised.
+Inconsistent rows -- ``high < low``, or open or close outside ``[low, high]`` -- are set aside
+the same way and also counted in :attr:`OhlcvReader.inconsistent`: such a bar is a bad print
+or a broken export, and its close would be learned as a real price.
+
+Sub-minute files (rows between minute boundaries, e.g. one-second bars) are resampled to
+minutes by :func:`load_minute_bars` as OHLCV resampling is defined (pandas
+``resample("1min").agg(first, max, min, last, sum)``): open of the first row, highest high,
+lowest low, close of the last row, summed volume and trade count. Flooring them and keeping
+the last row would make open, high, low and volume wrong.
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ class OhlcvReader:
     Attributes
     ----------
     skipped, skipped_lines : rows set aside (invalid values) and the first 100 of their line numbers.
+    inconsistent : of those, rows whose open or close lies outside ``[low, high]`` (or ``high < low``).
     symbols_seen : distinct values of the ``symbol`` column met so far (empty without one).
 
     Raises
@@ -76,7 +86,9 @@ class OhlcvReader:
     exchange: str = "file"
     symbol: str = "BTCUSD"
     symbol_filter: str | None = None
+    floor: bool = True
     skipped: int = 0
+    inconsistent: int = 0
     skipped_lines: list[int] = field(default_factory=list)
     symbols_seen: set[str] = field(default_factory=set)
 
@@ -116,7 +128,11 @@ class OhlcvReader:
                 if not all(math.isfinite(p) and p > 0 for p in (o, h, lo, c)) or not math.isfinite(v):
                     self._skip(line)
                     continue
-                yield Bar(self.exchange, self.symbol, t - t % MINUTE_MS, o, h, lo, c, v, n)
+                if not (lo <= o <= h and lo <= c <= h):
+                    self.inconsistent += 1
+                    self._skip(line)
+                    continue
+                yield Bar(self.exchange, self.symbol, t - t % MINUTE_MS if self.floor else t, o, h, lo, c, v, n)
 
     def _skip(self, line: int) -> None:
         self.skipped += 1
@@ -133,14 +149,18 @@ def read_ohlcv(path: str | Path, exchange: str = "file", symbol: str = "BTCUSD")
 class MinuteSeries:
     """The bars of one symbol, ascending and one per minute, and what loading them set aside.
 
-    ``duplicates`` counts rows whose minute was already present (the later row wins);
-    ``gaps`` counts missing minutes between consecutive bars; ``skipped`` counts invalid rows.
+    ``duplicates`` counts rows whose time was already present (the later row wins);
+    ``gaps`` counts missing minutes between consecutive bars; ``skipped`` counts invalid rows,
+    ``inconsistent`` those of them outside their own range; ``resampled`` counts sub-minute rows
+    aggregated into minutes (0 for a one-minute file).
     """
 
     bars: list[Bar]
     skipped: int = 0
     duplicates: int = 0
     gaps: int = 0
+    inconsistent: int = 0
+    resampled: int = 0
 
 
 def load_minute_bars(
@@ -168,19 +188,38 @@ def load_minute_bars(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such OHLCV file: {path}")
-    reader = OhlcvReader(path, exchange, name or symbol or "", symbol_filter=symbol)
-    by_minute: dict[int, Bar] = {}
+    reader = OhlcvReader(path, exchange, name or symbol or "", symbol_filter=symbol, floor=False)
+    by_time: dict[int, Bar] = {}
     rows = 0
     for bar in reader:
         rows += 1
-        by_minute[bar.open_time_ms] = bar
+        by_time[bar.open_time_ms] = bar
     if symbol is None and len(reader.symbols_seen) > 1:
         raise OhlcvFormatError(
             f"{path}: the file holds several symbols ({', '.join(sorted(reader.symbols_seen))}); choose one with --symbol"
         )
-    if not by_minute:
+    if not by_time:
         hint = f" (symbols in the file: {', '.join(sorted(reader.symbols_seen))})" if reader.symbols_seen else ""
         raise OhlcvFormatError(f"{path}: no valid bars{' for ' + repr(symbol) if symbol else ''}{hint}")
-    bars = [by_minute[t] for t in sorted(by_minute)]
+    rows_kept = [by_time[t] for t in sorted(by_time)]
+    sub_minute = any(b.open_time_ms % MINUTE_MS for b in rows_kept)
+    bars = _resample(rows_kept) if sub_minute else rows_kept
     gaps = sum((b.open_time_ms - a.open_time_ms) // MINUTE_MS - 1 for a, b in zip(bars, bars[1:]))
-    return MinuteSeries(bars, reader.skipped, rows - len(bars), gaps)
+    return MinuteSeries(bars, reader.skipped, rows - len(rows_kept), gaps, reader.inconsistent,
+                        len(rows_kept) if sub_minute else 0)
+
+
+def _resample(rows: list[Bar]) -> list[Bar]:
+    """One-minute bars from ascending sub-minute rows: first open, max high, min low, last close, summed volume."""
+    out: list[Bar] = []
+    for row in rows:
+        minute = row.open_time_ms - row.open_time_ms % MINUTE_MS
+        last = out[-1] if out else None
+        if last is not None and last.open_time_ms == minute:
+            out[-1] = Bar(last.exchange, last.symbol, minute, last.open, max(last.high, row.high),
+                          min(last.low, row.low), row.close, last.volume + row.volume,
+                          last.trade_count + row.trade_count)
+        else:
+            out.append(Bar(row.exchange, row.symbol, minute, row.open, row.high, row.low, row.close,
+                           row.volume, row.trade_count))
+    return out

@@ -12,8 +12,9 @@ Features (all dimensionless; "returns" are natural-log returns, so 1e-4 = 1 basi
 ``ret_5``        log return over the last 5 minutes, ``ln(c_t / c_{t-5})``
 ``ret_15``       log return over the last 15 minutes
 ``ret_60``       log return over the last 60 minutes
-``vol_15``       realised volatility per minute over the last 15 returns, ``sqrt(mean(r^2))``
+``vol_15``       jump-robust realised volatility per minute over the last 15 returns (MedRV, below)
 ``vol_60``       the same over the last 60 returns
+``vol_1440``     the same over the last 1,440 returns (one day)
 ``rsi_14``       Wilder's RSI(14) rescaled from [0, 100] to [-1, 1]
 ``macd_hist``    MACD histogram (12, 26, 9) divided by the close
 ``bb_pctb``      Bollinger %B (20 bars, 2 standard deviations): 0 at the lower band, 1 at the upper
@@ -30,7 +31,17 @@ Sources of the formulas:
 - realised volatility: T. G. Andersen and T. Bollerslev, "Answering the skeptics: yes,
   standard volatility models do provide accurate forecasts", International Economic
   Review 39 (1998) -- the sum of squared intraday returns; here its per-minute mean,
-  so windows of different lengths share one unit;
+  so windows of different lengths share one unit. Made jump-robust twice over:
+
+  * each one-minute return is first winsorised to ``±WINSOR_SD`` times the previous
+    ``vol_60`` (once ``SHORT_VOL`` returns exist), as the forecaster's labels are: a bad
+    print of -20 % then +20 % enters as two 5-sigma minutes, not as two 100-sigma ones;
+  * the squared return is replaced by MedRV's term (T. G. Andersen, D. Dobrev and
+    E. Schaumburg, "Jump-robust volatility estimation using nearest neighbor truncation",
+    Journal of Econometrics 169, 2012): ``c * med(|r_{i-1}|, |r_i|, |r_{i+1}|)^2`` with
+    ``c = pi / (6 - 4 sqrt 3 + pi)`` (≈ 1.4176, unbiased for Gaussian returns), the newest
+    term centred on the previous return; an isolated jump then does not enter at all.
+    Until three returns exist the plain squared return stands in;
 - RSI and ATR: J. Welles Wilder, *New Concepts in Technical Trading Systems* (1978):
   the first average is the simple mean of the first 14 values, then
   ``avg = (avg * 13 + value) / 14``; the true range is
@@ -76,15 +87,20 @@ from river import stats
 from shared.contracts.events import Bar
 
 FEATURE_NAMES = (
-    "ret_1", "ret_5", "ret_15", "ret_60", "vol_15", "vol_60", "rsi_14", "macd_hist", "bb_pctb",
+    "ret_1", "ret_5", "ret_15", "ret_60", "vol_15", "vol_60", "vol_1440", "rsi_14", "macd_hist", "bb_pctb",
     "atr_14", "vwap_dist", "volume_z", "tod_sin", "tod_cos", "window_fill",
 )
 """Names of the features :meth:`BarFeatures.update` returns, in a stable order."""
 
 RETURN_LAGS = (1, 5, 15, 60)
 """Horizons (minutes) of the log-return features."""
-SHORT_VOL, LONG_VOL = 15, 60
+SHORT_VOL, LONG_VOL, DAY_VOL = 15, 60, 1440
 """Windows (returns) of the realised-volatility features."""
+WINSOR_SD = 5.0
+"""Returns are winsorised to ``±WINSOR_SD * vol_60`` before entering the volatilities (the
+forecaster's ``Z_CLIP``: five standard units)."""
+MEDRV_C = math.pi / (6.0 - 4.0 * math.sqrt(3.0) + math.pi)
+"""MedRV's scale constant (Andersen, Dobrev & Schaumburg 2012, eq. 2.3)."""
 WILDER_PERIOD = 14
 """Period of RSI and ATR (Wilder 1978)."""
 MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
@@ -176,6 +192,77 @@ def _bounded_z(z: float, n: int) -> float:
     return bound if z > bound else max(z, -bound)
 
 
+class _RobustVol:
+    """Winsorised MedRV per minute over the last ``SHORT_VOL``, ``LONG_VOL`` and ``DAY_VOL`` returns.
+
+    Running sums of the newest terms of each window, recomputed from the stored terms every
+    ``DAY_VOL`` updates so that rounding cannot accumulate; O(1) amortised per return.
+    """
+
+    __slots__ = ("a1", "a2", "n", "since", "sums", "terms")
+
+    def __init__(self) -> None:
+        self.terms: deque[float] = deque(maxlen=DAY_VOL)
+        self.sums = [0.0, 0.0, 0.0]
+        self.a1 = self.a2 = 0.0  # |r| of the two previous (winsorised) returns, newest first
+        self.n = 0
+        self.since = 0
+
+    def __getstate__(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def update(self, r: float) -> tuple[float, float, float]:
+        """Add a one-minute log return; return ``(vol_15, vol_60, vol_1440)`` per minute."""
+        n = self.n
+        if n >= SHORT_VOL:
+            bound = WINSOR_SD * self.vol(LONG_VOL)
+            if bound > 0.0:  # a flat start (no move yet) bounds nothing
+                r = bound if r > bound else max(r, -bound)
+        a = abs(r)
+        if n >= 2:
+            a1, a2 = self.a1, self.a2
+            med = max(min(a, a1), min(max(a, a1), a2))  # median of three
+            term = MEDRV_C * med * med
+        else:
+            term = r * r
+        self.a2, self.a1 = self.a1, a
+        terms, sums = self.terms, self.sums
+        k = len(terms)
+        if k == DAY_VOL:
+            sums[2] -= terms[0]
+        if k >= LONG_VOL:
+            sums[1] -= terms[k - LONG_VOL]
+        if k >= SHORT_VOL:
+            sums[0] -= terms[k - SHORT_VOL]
+        terms.append(term)
+        sums[0] += term
+        sums[1] += term
+        sums[2] += term
+        self.n = n + 1
+        self.since += 1
+        if self.since >= DAY_VOL:
+            self.since = 0
+            k = len(terms)
+            self.sums = sums = [sum(islice(terms, max(0, k - w), k)) for w in (SHORT_VOL, LONG_VOL, DAY_VOL)]
+        k = len(terms)
+        s15, s60, s1440 = sums
+        return (math.sqrt(s15 / min(k, SHORT_VOL)) if s15 > 0 else 0.0,
+                math.sqrt(s60 / min(k, LONG_VOL)) if s60 > 0 else 0.0,
+                math.sqrt(s1440 / k) if s1440 > 0 else 0.0)
+
+    def vol(self, window: int) -> float:
+        """Current volatility per minute over ``window`` (one of the three windows), 0 when empty."""
+        k = min(len(self.terms), window)
+        if not k:
+            return 0.0
+        s = self.sums[(SHORT_VOL, LONG_VOL, DAY_VOL).index(window)]
+        return math.sqrt(s / k) if s > 0 else 0.0
+
+
 class BarFeatures:
     """Feature state for one symbol; feed it completed bars in time order.
 
@@ -195,14 +282,16 @@ class BarFeatures:
         "_loss",
         "_pv",
         "_pv_sum",
-        "_sq",
+        "_returns",
+        "_rvol",
         "_v_sum",
         "_vol_stats",
     )
 
     def __init__(self) -> None:
         self._closes: deque[float] = deque(maxlen=LONGEST + 1)
-        self._sq: deque[float] = deque(maxlen=LONGEST)  # squared returns
+        self._returns = 0
+        self._rvol = _RobustVol()
         self._gain = 0.0
         self._loss = 0.0
         self._atr = 0.0
@@ -286,9 +375,9 @@ class BarFeatures:
 
         # --- returns ----------------------------------------------------------------------------
         r = math.log(close / prev)
-        sq = self._sq
-        sq.append(r * r)
-        k = len(sq)
+        vol_15, vol_60, vol_1440 = self._rvol.update(r)
+        self._returns += 1
+        k = min(self._returns, LONGEST)
 
         # --- RSI (Wilder): changes start at the second bar ------------------------------------
         change = close - prev
@@ -321,14 +410,14 @@ class BarFeatures:
 
         target_minute = (bar.open_time_ms // MINUTE_MS + 1) % MINUTES_PER_DAY
         angle = 2.0 * math.pi * target_minute / MINUTES_PER_DAY
-        short = min(k, SHORT_VOL)
         return {
             "ret_1": r,
             "ret_5": math.log(close / closes[-min(6, len(closes))]),
             "ret_15": math.log(close / closes[-min(16, len(closes))]),
             "ret_60": math.log(close / closes[0]),
-            "vol_15": math.sqrt(sum(islice(sq, k - short, k)) / short),
-            "vol_60": math.sqrt(sum(sq) / k),
+            "vol_15": vol_15,
+            "vol_60": vol_60,
+            "vol_1440": vol_1440,
             "rsi_14": rsi,
             "macd_hist": (macd - self._ema_signal.get()) / close,
             "bb_pctb": pctb,

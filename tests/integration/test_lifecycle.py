@@ -189,6 +189,49 @@ def test_worse_challenger_from_a_real_retrain_is_not_promoted(history_store, mod
     assert model_registry.current("default")[0] == meta.version
 
 
+def _with_test(holdout, n, statistic, p_better):
+    return holdout | {"comparison": {"n": n, "lags": 4, "mean_diff": -0.1, "statistic": statistic,
+                                     "p_two_sided": 2 * p_better, "statistic_hln": statistic, "p_better": p_better}}
+
+
+@pytest.mark.parametrize("n, statistic, p_better, promoted, reason", [
+    (360, -1.0, 0.16, False, "not better than the champion by the margin"),
+    (10, -4.0, 0.001, False, "too few holdout minutes to judge: 10 < 60"),
+    (360, -2.5, 0.006, True, "DM -2.50, one-sided p 0.006 over 360 paired minutes"),
+])
+def test_a_challenger_needs_the_margin_and_the_record_carries_the_statistic(model_registry, n, statistic,
+                                                                            p_better, promoted, reason):
+    champion = _promote_champion(model_registry, KEY)
+    meta = _candidate(model_registry, KEY, ReturnForecaster(),
+                      _with_test(_holdout(8.9, (KEY, champion), 9.0), n, statistic, p_better))
+    decision = PromotionService(model_registry).handle(KEY, meta.version)
+    assert decision.promoted is promoted and reason in decision.reason
+    assert model_registry.current(KEY)[0] == (meta.version if promoted else champion)
+    [record] = [d for d in model_registry.decisions(KEY) if d["version"] == meta.version]
+    assert (record["test_statistic"], record["p_value"], record["holdout_minutes"]) == (statistic, p_better, n)
+
+
+def test_a_retrain_against_a_champion_writes_the_paired_comparison(history_store, model_registry, real_bars):
+    bars = shifted(real_bars[:1500], current_minute_ms() - MINUTE_MS)
+    history_store.upsert_bars(bars)
+    champion = ReturnForecaster()
+    Prequential(champion).feed(bars[:600])
+    meta = model_registry.save("default", champion, training_start_ms=0, training_end_ms=1, feature_names=FEATURE_NAMES)
+    model_registry.set_current("default", meta.version)
+    [outcome] = RetrainService(history_store, model_registry, [(EXCHANGE, SYMBOL)], min_bars=500,
+                               holdout_minutes=240).run()
+    test = outcome.extra["holdout"]["comparison"]
+    challenger, champ = outcome.extra["holdout"]["challenger"], outcome.extra["holdout"]["champion"]
+    assert test["n"] == challenger["n"] == champ["n"] == 240 and test["lags"] == 4
+    assert test["mean_diff"] == pytest.approx(challenger["mae_usd"] - champ["mae_usd"], rel=1e-9, abs=1e-12)
+    assert 0.0 <= test["p_better"] <= 1.0 and (test["statistic"] < 0) == (test["mean_diff"] < 0)
+    decision = PromotionService(model_registry).handle(KEY, outcome.version)
+    [record] = [d for d in model_registry.decisions(KEY) if d["version"] == outcome.version]
+    if record["test_statistic"] is not None:  # a worse challenger is refused before the test
+        assert record["test_statistic"] == test["statistic_hln"] and record["holdout_minutes"] == 240
+        assert decision.promoted == (test["p_better"] <= 0.05)
+
+
 def test_stale_evaluation_and_broken_models_are_refused(model_registry):
     champion = _promote_champion(model_registry, KEY)
     stale = _candidate(model_registry, KEY, ReturnForecaster(), _holdout(1.0, (KEY, "20200101T000000000Z-deadbeef"), 9.0))

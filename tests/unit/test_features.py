@@ -42,6 +42,33 @@ def _wilder(values: np.ndarray, period: int = 14) -> np.ndarray:
     return out
 
 
+def _medrv_terms(r: np.ndarray) -> np.ndarray:
+    """MedRV terms of winsorised returns, written out plainly (a loop: the bound uses the previous vol_60)."""
+    c = math.pi / (6 - 4 * math.sqrt(3) + math.pi)
+    w = np.empty(len(r))
+    terms = np.empty(len(r))
+    for i, x in enumerate(r):
+        if i >= 15:
+            bound = 5.0 * math.sqrt(terms[max(0, i - 60):i].mean())
+            x = min(max(x, -bound), bound) if bound > 0 else x
+        w[i] = x
+        terms[i] = c * float(np.median(np.abs(w[i - 2:i + 1]))) ** 2 if i >= 2 else x * x
+    return terms
+
+
+def test_winsorised_medrv_ignores_an_isolated_jump_and_bounds_a_bad_print():
+    bars = list(_bars()[:400])
+    calm = _run(bars)[-1]
+    jump = [b if i < 390 else Bar(b.exchange, b.symbol, b.open_time_ms, b.open * 1.03, b.high * 1.03, b.low * 1.03,
+                                       b.close * 1.03, b.volume, b.trade_count) for i, b in enumerate(bars)]
+    assert _run(jump)[-1]["vol_15"] == pytest.approx(calm["vol_15"], rel=0.35)  # a 3 % level shift at bar 390
+    bad = list(bars)
+    b = bad[395]
+    bad[395] = Bar(b.exchange, b.symbol, b.open_time_ms, b.open, b.high, b.low * 0.8, b.close * 0.8, b.volume, 1)
+    x = _run(bad)[-1]
+    assert x["vol_15"] < 2.5 * calm["vol_15"] and x["vol_60"] < 1.5 * calm["vol_60"]
+
+
 def _reference(bars) -> pd.DataFrame:
     """All features of bars[1:], computed in batch with pandas from the whole arrays."""
     df = pd.DataFrame([(b.open_time_ms, b.high, b.low, b.close, b.volume) for b in bars],
@@ -50,9 +77,9 @@ def _reference(bars) -> pd.DataFrame:
     out = pd.DataFrame(index=df.index)
     for k in (1, 5, 15, 60):
         out[f"ret_{k}"] = np.log(c / c.shift(k).fillna(c.iloc[0]))
-    r2 = np.log(c / c.shift(1)) ** 2
-    for k in (15, 60):
-        out[f"vol_{k}"] = np.sqrt(r2.rolling(k, min_periods=1).mean())
+    terms = _medrv_terms(np.log(c / c.shift(1)).to_numpy()[1:])
+    for k in (15, 60, 1440):
+        out[f"vol_{k}"] = np.r_[np.nan, np.sqrt(pd.Series(terms).rolling(k, min_periods=1).mean().to_numpy())]
     change = c.diff()
     gain = _wilder(change.clip(lower=0).to_numpy()[1:])
     loss = _wilder((-change).clip(lower=0).to_numpy()[1:])
@@ -82,7 +109,9 @@ def _reference(bars) -> pd.DataFrame:
 # Running sums in the incremental code vs pandas' own rolling algorithms: agreement to
 # ~1e-9 relative; the windowed volume statistic is compared on a coarser absolute scale
 # (its z-score divides by a spread that can be small).
-TOLERANCE = {name: (1e-7, 1e-12) for name in FEATURE_NAMES} | {"volume_z": (1e-6, 1e-8), "bb_pctb": (1e-6, 1e-9)}
+# Volatilities: a window that returns to flat keeps ~1e-11 of rounding in its running sum (1e-7 bp).
+TOLERANCE = {name: (1e-7, 1e-12) for name in FEATURE_NAMES} | {"volume_z": (1e-6, 1e-8), "bb_pctb": (1e-6, 1e-9)} \
+    | {f"vol_{k}": (1e-7, 1e-10) for k in (15, 60, 1440)}
 
 
 @pytest.mark.parametrize("name", list(FILES))
@@ -129,7 +158,7 @@ def test_features_stay_exact_over_the_whole_month():
     got = _run(bars)
     ref = _reference(bars)
     for t in range(100, len(bars), 500):
-        for feature in ("vol_15", "vol_60", "bb_pctb", "vwap_dist", "atr_14"):
+        for feature in ("vol_15", "vol_60", "vol_1440", "bb_pctb", "vwap_dist", "atr_14"):
             assert got[t][feature] == pytest.approx(ref[feature].iloc[t - 1], rel=1e-7, abs=1e-12), (t, feature)
 
 

@@ -196,7 +196,25 @@ def test_guard_follows_the_better_expert():
         hint = 2e-4 if r > 0 else -2e-4  # knows the sign
         good.update(hint, r)
         bad.update(-hint, r)
-    assert good.weight > 0.999 and bad.weight < 1e-3
+    assert good.weight > 0.99 and bad.weight < 1e-2
+
+
+def test_guard_forgets_a_bad_stretch_and_one_shock_moves_it_a_bounded_step():
+    rng = random.Random(11)
+    g = ZeroReturnGuard()
+    for _ in range(3_000):  # the model is wrong for two days: persistence wins
+        r = rng.gauss(0, 1e-3)
+        g.update(-2e-4 if r > 0 else 2e-4, r, 1e-3)
+    assert g.weight < 1e-2 and g.weight >= 0.5 / 10_080  # never below Fixed-Share's floor
+    for t in range(20_000):  # then it knows the sign: the weight comes back within days, not never
+        r = rng.gauss(0, 1e-3)
+        g.update(2e-4 if r > 0 else -2e-4, r, 1e-3)
+        if g.weight > 0.9:
+            break
+    assert t < 10_080
+    before = g.weight
+    g.update(7e-5, -0.2, 1e-3)  # a -20 % bad print against a model at its cap: one bounded step
+    assert g.weight > 0.5 * before
 
 
 def test_guard_regret_to_persistence_is_bounded():

@@ -1,8 +1,11 @@
 """Model family ``linear``: online median (least-absolute-deviation) linear regression.
 
-``StandardScaler | LinearRegression(loss=Absolute, optimizer=SGD(lr))`` from River, fed the
-features of :mod:`shared.stream.features` except ``window_fill`` and taught the volatility-scaled
-return ``z = r / sigma`` (see :class:`shared.forecast.forecaster.ReturnForecaster`).
+``StandardScaler | LinearRegression(loss=Absolute, optimizer=SGD(lr))`` from River, without
+an intercept, fed the sign-carrying features in volatility units of :mod:`shared.forecast.inputs`
+and taught the volatility-scaled return ``z = r / sigma`` (see
+:class:`shared.forecast.forecaster.ReturnForecaster`). No intercept: a constant term is a
+standing bet on one direction (issue 16; the inputs are odd under a mirrored price path, so
+the model is too).
 
 Why the absolute loss: the forecast is judged by its mean absolute error, whose minimiser is
 the conditional median (R. Koenker and G. Bassett, "Regression quantiles", Econometrica 46,
@@ -37,24 +40,24 @@ import math
 
 from river import compose, linear_model, optim, preprocessing
 
+from shared.forecast.inputs import MODEL_INPUTS
 from shared.forecast.limits import MAX_ABS_Z
-from shared.stream.features import FEATURE_NAMES
 
 NAME = "linear"
 DESCRIPTION = "online median linear regression (standardised features, absolute loss, SGD)"
 TRACKING_MINUTES = 10_080
 """Horizon T of the step-size rule: one week of one-minute bars."""
-INPUTS = tuple(name for name in FEATURE_NAMES if name != "window_fill")
-"""Features the regressor sees: :class:`shared.forecast.forecaster.ReturnForecaster` drops ``window_fill``
-(it weights learning instead). Not a ``compose.Select``: that keeps its keys in a set, whose
-iteration order -- hence the order of float sums -- can change across a pickle round trip."""
+INPUTS = MODEL_INPUTS
+"""Inputs the regressor sees (:func:`shared.forecast.inputs.model_inputs`, built by the forecaster).
+Not a ``compose.Select``: that keeps its keys in a set, whose iteration order -- hence the order
+of float sums -- can change across a pickle round trip."""
 
 
 def learning_rate(max_abs_z: float, n_features: int = len(INPUTS), horizon: int = TRACKING_MINUTES) -> float:
     """Zinkevich's step ``D / (G sqrt(T))`` with ``D = max_abs_z``, ``G = sqrt(n_features)``.
 
-    >>> f"{learning_rate(0.0707, 14, 10_080):.2e}"
-    '1.88e-04'
+    >>> f"{learning_rate(0.0707, 8, 10_080):.2e}"
+    '2.49e-04'
     """
     return max_abs_z / (math.sqrt(n_features) * math.sqrt(horizon))
 
@@ -67,6 +70,6 @@ def build(max_abs_z: float | None = None):
     return compose.Pipeline(
         preprocessing.StandardScaler(),
         linear_model.LinearRegression(
-            optimizer=optim.SGD(lr), loss=optim.losses.Absolute(), intercept_lr=lr, l2=0.0, clip_gradient=1.0
+            optimizer=optim.SGD(lr), loss=optim.losses.Absolute(), intercept_lr=0.0, l2=0.0, clip_gradient=1.0
         ),
     )
