@@ -5,13 +5,16 @@
   the official client calls it when built with ``withUrl("<app>/api")``.
 * ``GET /api/dashboard/{*path}`` - the page and its files, from an allow-list
   (:mod:`shared.serving.webassets`); ``/api/dashboard`` redirects to ``/api/dashboard/``
-  so the page's relative links resolve.
+  so the page's relative links resolve; any other name gets a JSON 404, like every error under ``/api``.
 """
 
 from __future__ import annotations
 
+import json
+
 import azure.functions as func
 
+from shared.serving.params import error_body
 from shared.serving.webassets import CONTENT_SECURITY_POLICY, resolve_asset
 
 bp = func.Blueprint()
@@ -37,7 +40,9 @@ def dashboard(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(status_code=308, headers={"Location": "dashboard/"})
     asset = resolve_asset(path)
     if asset is None:
-        return func.HttpResponse("not found", status_code=404, mimetype="text/plain")
+        body = error_body(404, f"no dashboard file {path[:200]!r}; the page is /api/dashboard/", "path")
+        return func.HttpResponse(json.dumps(body), status_code=404, mimetype="application/json", charset="utf-8",
+                                 headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
     headers = {"Cache-Control": asset.cache_control, "X-Content-Type-Options": "nosniff"}
     if asset.content_type.startswith("text/html"):
         headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY

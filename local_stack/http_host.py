@@ -139,8 +139,13 @@ class HttpFunctionHost:
             ))
 
     def add_routes(self, app: web.Application) -> None:
-        """Add one route per function path and method to ``app``."""
-        for fn in self.functions:
+        """Add one route per function path and method to ``app``, in the order the Functions host tries them.
+
+        The host tries routes in the alphabetical order of their function names, not by route
+        precedence (Azure/azure-functions-host#9876); aiohttp tries them in the order they were
+        added. So a catch-all route (``{*path}``) takes only what the functions before it did not.
+        """
+        for fn in sorted(self.functions, key=lambda f: f.name):
             for path in fn.paths:
                 for method in fn.methods or ["*"]:
                     app.router.add_route(method, path, self._handler(fn))
@@ -169,16 +174,39 @@ class HttpFunctionHost:
                 result = await loop.run_in_executor(self._executor, lambda: fn.user_function(**kwargs))
             except Exception:
                 log.exception("HTTP function %s failed", fn.name)
-                return web.Response(status=500, text="internal server error")
+                return json_error(500, f"function {fn.name} failed; see the log")
             if not isinstance(result, func.HttpResponse):
                 log.error("HTTP function %s returned %r, not an HttpResponse", fn.name, type(result))
-                return web.Response(status=500, text="internal server error")
+                return json_error(500, f"function {fn.name} returned no HTTP response; see the log")
             headers = dict(result.headers)
             if not any(k.lower() == "content-type" for k in headers) and result.mimetype:
                 headers["Content-Type"] = result.mimetype + (f"; charset={result.charset}" if result.charset else "")
             return web.Response(status=result.status_code, body=result.get_body(), headers=headers)
 
         return handle
+
+
+def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """An error answer with the API's JSON body (:func:`shared.serving.params.error_body`)."""
+    body = {"error": {"status": status, "parameter": None, "message": message}}
+    return web.json_response(body, status=status, headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+@web.middleware
+async def api_errors_as_json(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """Under ``/api/``: an error aiohttp raises itself (no route, method not allowed, bad request) as JSON.
+
+    The app's catch-all function normally answers unmatched routes; this covers an app
+    without one and errors raised before any function runs.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if not (request.path == f"/{ROUTE_PREFIX}" or request.path.startswith(f"/{ROUTE_PREFIX}/")) \
+                or exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return json_error(exc.status, f"{exc.reason}: {request.method} {request.path[:200]}", headers)
 
 
 @dataclass
@@ -243,7 +271,7 @@ class LocalWebServer:
         return f"{self.url}/{ROUTE_PREFIX}/dashboard/"
 
     def _app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[api_errors_as_json])
         self.hub.add_routes(app)
         self.http.add_routes(app)
 

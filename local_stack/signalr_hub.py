@@ -11,10 +11,19 @@ locally and in Azure:
    protocol: ``connectionId``, ``connectionToken``, ``negotiateVersion`` and the one
    transport offered, WebSockets (text and binary frames).
 3. ``GET /client/?hub=<hub>&id=<connectionToken>`` upgrades to a WebSocket (the
-   token in ``access_token`` or the ``Authorization`` header). Then the JSON hub
-   protocol: the client's handshake ``{"protocol":"json","version":1}`` + 0x1E is
-   answered ``{}`` + 0x1E (or ``{"error": ...}`` for another protocol); each record
-   ends with the record separator 0x1E.
+   token in ``access_token`` or the ``Authorization`` header). The ``id`` is
+   optional, as the SignalR transport protocol says of WebSockets ("The
+   **optional** ``id`` query string value is used to identify the connection to
+   attach to. If there is no ``id`` query string value, a new connection is
+   established", dotnet/aspnetcore ``src/SignalR/docs/specs/TransportProtocols.md``):
+   the Python ``signalrcore`` client follows the ``url``/``accessToken`` redirect
+   straight to the WebSocket without a second negotiate. An ``id`` that was never
+   negotiated gets 404. Then the JSON hub protocol: the client's handshake
+   ``{"protocol":"json","version":N}`` + 0x1E is answered ``{}`` + 0x1E, for every
+   version 0 to 2 that ASP.NET Core's ``JsonHubProtocol`` accepts
+   (``IsVersionSupported(version) => version <= Version`` with ``Version = 2``;
+   ``signalrcore`` sends 0 on some paths, the JS client 1), or ``{"error": ...}``
+   for another protocol or version; each record ends with the record separator 0x1E.
 4. Messages published with :meth:`SignalRHubServer.publish` (the ``broadcast``
    function's ``signalR`` output, routed here by the local driver) go to every
    client of the hub as invocations ``{"type":1,"target":...,"arguments":[...]}``.
@@ -91,6 +100,51 @@ def encode_records(messages: Iterable[Mapping[str, Any]]) -> str:
                               separators=(",", ":"), allow_nan=False))
         out.append(RECORD_SEPARATOR)
     return "".join(out)
+
+
+JSON_PROTOCOL_VERSIONS = range(0, 3)
+"""Handshake versions of the ``json`` protocol accepted: ASP.NET Core's ``JsonHubProtocol`` has
+``Version = 2`` and ``IsVersionSupported(version) => version <= Version``
+(dotnet/aspnetcore ``src/SignalR/common/Protocols.Json/src/Protocol/JsonHubProtocol.cs``); version 2
+adds stateful reconnect, which is used only when negotiate offers it, and this hub never does."""
+
+
+def handshake_error(request: object) -> str | None:
+    """The ``error`` answering a decoded handshake request, or ``None`` to accept it.
+
+    The messages are those of ASP.NET Core SignalR's ``HubConnectionContext.HandshakeAsync``.
+
+    Examples
+    --------
+    >>> handshake_error({"protocol": "json", "version": 0}) is None
+    True
+    >>> handshake_error({"protocol": "messagepack", "version": 1})
+    "Requested protocol 'messagepack' is not available."
+    >>> handshake_error({"protocol": "json", "version": 7})
+    "The server does not support version 7 of the 'json' protocol."
+    """
+    if not isinstance(request, dict) or not isinstance(request.get("protocol"), str):
+        return "Handshake request is not valid JSON with protocol and version."
+    protocol, version = request["protocol"], request.get("version")
+    if protocol != "json":
+        return f"Requested protocol '{protocol}' is not available."
+    if isinstance(version, bool) or not isinstance(version, int) or version not in JSON_PROTOCOL_VERSIONS:
+        return f"The server does not support version {version} of the 'json' protocol."
+    return None
+
+
+def _audiences(request: web.Request, hub: str) -> list[str]:
+    """Client URLs a token for ``hub`` may name (its ``aud``) when presented on ``request``.
+
+    The URL the client reached (``Host`` header), and the same host with the port the server
+    listens on: ``signalrcore`` 1.0.2 sends ``Host`` without the port, which only a server on
+    the scheme's default port (as Azure SignalR Service's 443) would not notice.
+    """
+    audiences = [client_url(f"{request.scheme}://{request.host}", hub)]
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    if sockname and ":" not in request.host.rsplit("]", 1)[-1]:
+        audiences.append(client_url(f"{request.scheme}://{request.host}:{sockname[1]}", hub))
+    return audiences
 
 
 @dataclass
@@ -191,9 +245,10 @@ class SignalRHubServer:
         """``None`` if ``token`` is a valid, unexpired token for ``hub`` at the URL ``request`` reached; else why not."""
         if not token:
             return "missing access token"
-        audience = client_url(f"{request.scheme}://{request.host}", hub)
+        audiences = _audiences(request, hub)
+        audience = audiences[0]
         try:
-            claims = jwt.decode(token, self._secret, algorithms=["HS256"], audience=audience,
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"], audience=audiences,
                                 options={"require": ["aud", "exp", "hub"]})
         except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError) as exc:
             return f"bad token signature ({exc})"
@@ -253,14 +308,18 @@ class SignalRHubServer:
         problem = self._check(request, hub)
         if problem:
             return problem
-        pending = self._pending.pop(request.query.get("id", ""), None)
-        if pending is None or pending[0] != hub:
-            return web.json_response({"error": "unknown connection id: negotiate first"}, status=404)
+        if "id" in request.query:
+            pending = self._pending.pop(request.query["id"], None)
+            if pending is None or pending[0] != hub:
+                return web.json_response({"error": "unknown connection id: negotiate first"}, status=404)
+            connection_id = pending[1]
+        else:  # no id: a new connection (TransportProtocols.md, "WebSockets"), e.g. signalrcore
+            connection_id = _b64(secrets.token_bytes(16))
         ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
         if not ws.can_prepare(request).ok:
             return web.json_response({"error": "only the WebSockets transport is offered"}, status=400)
         await ws.prepare(request)
-        conn = _Connection(pending[1], hub, ws, asyncio.Queue(self.max_queue))
+        conn = _Connection(connection_id, hub, ws, asyncio.Queue(self.max_queue))
         try:
             if await self._handshake(conn):
                 await self._serve(conn)
@@ -293,10 +352,8 @@ class SignalRHubServer:
             request = json.loads(record)
         except ValueError:
             request = None
-        if not isinstance(request, dict) or request.get("protocol") != "json" or request.get("version") != 1:
-            protocol = request.get("protocol") if isinstance(request, dict) else None
-            error = (f"Requested protocol '{protocol}' is not available." if protocol
-                     else "Handshake request is not valid JSON with protocol and version.")
+        error = handshake_error(request)
+        if error is not None:
             await conn.ws.send_str(json.dumps({"error": error}) + RECORD_SEPARATOR)
             self.stats.handshakes_failed += 1
             return False

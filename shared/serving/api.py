@@ -23,7 +23,10 @@ epoch, UTC (field names end in ``_ms``), ratios and shares as fractions in
 Errors
 ------
 A bad request gets status 400 and ``{"error": {"status": 400, "parameter": ...,
-"message": ...}}`` saying what is wrong; an unreachable database gets 503.
+"message": ...}}`` saying what is wrong and how to fix it (rules in
+:mod:`shared.serving.params`: ``from``/``to`` ranges, unit mistakes, unknown query
+parameters); an unreachable database gets 503 with the same body. Unmatched routes
+and methods under ``/api`` get 404/405 in that form too (:mod:`shared.serving.openapi`).
 Queries are parameterised SQLAlchemy Core (see :class:`shared.storage.history.HistoryStore`).
 """
 
@@ -36,12 +39,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from shared.serving.params import (  # noqa: F401 - re-exported: the API's parameter rules
+    TIME_RANGE_MS,
+    ApiError,
+    SymbolIndex,
+    check_known,
+    error_body,
+    parse_int,
+    parse_time_ms,
+    url_id,
+)
 from shared.storage.history import HistoryStore, PredictionRecord, VersionAccuracy
 
 log = logging.getLogger(__name__)
@@ -60,18 +71,11 @@ BARS_LIMIT = (240, 1, 5000)
 """``limit`` of ``/bars``: (default, least, most)."""
 ACCURACY_WINDOW_MINUTES = (60, 1, 43_200)
 """``window`` of ``/accuracy`` in minutes: (default, least, most = 30 days)."""
-_MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-
-
-class ApiError(ValueError):
-    """A request the API refuses: ``status`` (400, 404, 503), the ``parameter`` at fault, and why."""
-
-    def __init__(self, message: str, parameter: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.parameter = parameter
-        self.status = status
-
+QUERY: dict[str, tuple[str, ...]] = {
+    "predictions": ("limit",), "bars": ("from", "to", "limit"), "accuracy": ("window",),
+    "symbols": (), "health": (),
+}
+"""Query parameters each route takes; any other name is refused (400)."""
 
 @dataclass(frozen=True)
 class ApiResponse:
@@ -88,7 +92,7 @@ class ApiResponse:
     @classmethod
     def error(cls, err: ApiError) -> ApiResponse:
         """The JSON error answer for ``err``."""
-        return cls(err.status, {"error": {"status": err.status, "parameter": err.parameter, "message": err.message}})
+        return cls(err.status, error_body(err.status, err.message, err.parameter), JSON_HEADERS)
 
 
 JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -103,158 +107,6 @@ def _finite(value: Any) -> Any:
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
-    return value
-
-
-# -- symbols -------------------------------------------------------------------------------
-
-
-def url_id(exchange: str, symbol: str) -> str:
-    """The URL form of a pair: ``exchange:SYMBOL`` with ``/`` written as ``-``.
-
-    Examples
-    --------
-    >>> url_id("kraken", "BTC/USD")
-    'kraken:BTC-USD'
-    """
-    return f"{exchange}:{symbol.replace('/', '-')}"
-
-
-class SymbolIndex:
-    """Resolves URL symbols (see the module docstring) to configured ``(exchange, SYMBOL)`` pairs.
-
-    Parameters
-    ----------
-    pairs : sequence of (exchange, SYMBOL)
-        The configured pairs (``Settings.symbols``).
-
-    Raises
-    ------
-    ValueError
-        Two configured pairs have the same URL id (e.g. ``x:A/B`` and ``x:A-B``).
-
-    Examples
-    --------
-    >>> index = SymbolIndex([("kraken", "BTC/USD"), ("binance", "BTCUSDT")])
-    >>> index.resolve("KRAKEN:btc-usd"), index.resolve("kraken:BTC%2FUSD"), index.resolve("btcusdt")
-    (('kraken', 'BTC/USD'), ('kraken', 'BTC/USD'), ('binance', 'BTCUSDT'))
-    """
-
-    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
-        self.pairs = tuple(pairs)
-        self._by_id: dict[str, tuple[str, str]] = {}
-        for exchange, symbol in self.pairs:
-            key = self._key(url_id(exchange, symbol))
-            if key in self._by_id:
-                raise ValueError(f"SYMBOLS lists two pairs with the URL id {url_id(exchange, symbol)!r}")
-            self._by_id[key] = (exchange, symbol)
-
-    @staticmethod
-    def _key(text: str) -> str:
-        return text.strip().replace("/", "-").upper()
-
-    def ids(self) -> list[str]:
-        """URL ids of the configured pairs, in configuration order."""
-        return [url_id(e, s) for e, s in self.pairs]
-
-    def resolve(self, text: str | None) -> tuple[str, str]:
-        """The configured pair that ``text`` names.
-
-        Raises
-        ------
-        ApiError
-            Empty, too long, not configured, or (without an exchange) listed by several exchanges.
-        """
-        raw = unquote(text or "").strip()
-        if not raw:
-            raise ApiError("symbol is missing: use exchange:SYMBOL, e.g. " + self._examples(), "symbol")
-        if len(raw) > 100:
-            raise ApiError("symbol is longer than 100 characters", "symbol")
-        if ":" in raw:
-            found = self._by_id.get(self._key(raw))
-            if found is not None:
-                return found
-        else:
-            matches = [pair for key, pair in self._by_id.items() if key.split(":", 1)[1] == self._key(raw)]
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                raise ApiError(
-                    f"symbol {raw!r} is listed by several exchanges; name one: "
-                    + ", ".join(url_id(*m) for m in matches),
-                    "symbol",
-                )
-        raise ApiError(f"symbol {raw!r} is not served; configured symbols: {self._examples()}", "symbol")
-
-    def _examples(self) -> str:
-        return ", ".join(self.ids()) or "(none: the SYMBOLS setting is empty)"
-
-
-# -- parameters ----------------------------------------------------------------------------
-
-
-def parse_int(params: Mapping[str, str], name: str, bounds: tuple[int, int, int]) -> int:
-    """Query parameter ``name`` as an integer within ``bounds`` = (default, least, most).
-
-    Raises
-    ------
-    ApiError
-        Not a whole number, or out of bounds.
-
-    Examples
-    --------
-    >>> parse_int({"limit": "25"}, "limit", (60, 1, 1000)), parse_int({}, "limit", (60, 1, 1000))
-    (25, 60)
-    """
-    default, least, most = bounds
-    text = (params.get(name) or "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise ApiError(f"{name} must be a whole number from {least} to {most}, got {text[:40]!r}", name) from None
-    if not least <= value <= most:
-        raise ApiError(f"{name} must be from {least} to {most}, got {value}", name)
-    return value
-
-
-def parse_time_ms(params: Mapping[str, str], name: str) -> int | None:
-    """Query parameter ``name`` as ms since epoch UTC, or ``None`` when absent.
-
-    Accepts integer milliseconds since the Unix epoch (``1723161240000``) or an
-    ISO 8601 date-time (``2024-08-08T23:54:00Z``, ``2024-08-09T01:54+02:00``);
-    one without a UTC offset is taken as UTC.
-
-    Raises
-    ------
-    ApiError
-        Neither form, or outside year 1970 to 9999.
-
-    Examples
-    --------
-    >>> parse_time_ms({"from": "2024-08-08T23:54:00Z"}, "from"), parse_time_ms({"from": "60000"}, "from")
-    (1723161240000, 60000)
-    """
-    text = (params.get(name) or "").strip()
-    if not text:
-        return None
-    if text.isdigit():
-        value = int(text)
-    else:
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise ApiError(
-                f"{name} must be ms since the Unix epoch or an ISO 8601 time such as 2024-08-08T23:54:00Z,"
-                f" got {text[:40]!r}",
-                name,
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        value = int(moment.timestamp() * 1000)
-    if not 0 <= value <= _MAX_TIME_MS:
-        raise ApiError(f"{name} must lie between 1970 and 9999, got {text[:40]!r}", name)
     return value
 
 
@@ -301,6 +153,31 @@ def accuracy_json(rows: Sequence[VersionAccuracy]) -> dict[str, Any]:
         "first_target_time_ms": min((r.first_target_time_ms for r in rows), default=None),
         "last_target_time_ms": max((r.last_target_time_ms for r in rows), default=None),
     }
+
+
+def direction_counts(records: Sequence[PredictionRecord]) -> dict[str, list[int]]:
+    """``{model_version: [up moves, down moves]}`` of the realised records (close above / below the last close)."""
+    counts: dict[str, list[int]] = {}
+    for r in records:
+        if r.realised_close is None or r.realised_close == r.last_close:
+            continue
+        counts.setdefault(r.model_version, [0, 0])[0 if r.realised_close > r.last_close else 1] += 1
+    return counts
+
+
+def majority_json(up_down: Sequence[int]) -> dict[str, Any]:
+    """``moves_up``, ``moves_down`` and ``majority_direction_rate``: the share of the moves in the more
+    frequent direction, i.e. the direction-call rate of a forecaster that always called that direction
+    (in hindsight) - the baseline beside ``directional_accuracy``; ``None`` without moves.
+
+    Examples
+    --------
+    >>> majority_json([3, 1])
+    {'moves_up': 3, 'moves_down': 1, 'majority_direction_rate': 0.75}
+    """
+    up, down = up_down
+    return {"moves_up": up, "moves_down": down,
+            "majority_direction_rate": max(up, down) / (up + down) if up + down else None}
 
 
 class HistoryApi:
@@ -390,6 +267,7 @@ class HistoryApi:
 
         def build() -> dict[str, Any]:
             exchange, sym = self.index.resolve(symbol)
+            check_known(params, QUERY["predictions"])
             limit = parse_int(params, "limit", PREDICTIONS_LIMIT)
             rows = self.store().recent_predictions(exchange, sym, limit)
             return {**self._head(exchange, sym), "limit": limit, "count": len(rows),
@@ -409,6 +287,7 @@ class HistoryApi:
 
         def build() -> dict[str, Any]:
             exchange, sym = self.index.resolve(symbol)
+            check_known(params, QUERY["bars"])
             start, end = parse_time_ms(params, "from"), parse_time_ms(params, "to")
             if start is not None and end is not None and start >= end:
                 raise ApiError(f"from ({start} ms) must be before to ({end} ms)", "from")
@@ -443,31 +322,47 @@ class HistoryApi:
 
         def build() -> dict[str, Any]:
             exchange, sym = self.index.resolve(symbol)
+            check_known(params, QUERY["accuracy"])
             window = parse_int(params, "window", ACCURACY_WINDOW_MINUTES)
             store = self.store()
             last = store.last_realised_target_ms(exchange, sym)
             rows: list[VersionAccuracy] = []
             start = end = None
+            moves: dict[str, list[int]] = {}
             if last is not None:
                 end = last + 60_000
                 start = max(0, end - window * 60_000)
                 rows = store.accuracy_by_version(exchange, sym, start, end)
+                moves = direction_counts(store.predictions(exchange, sym, start, end))
+            every = [sum(c[0] for c in moves.values()), sum(c[1] for c in moves.values())]
             return {
                 **self._head(exchange, sym), "window_minutes": window, "from_ms": start, "to_ms": end,
-                "overall": accuracy_json(rows),
-                "by_model_version": [{"model_version": r.model_version, **accuracy_json([r])} for r in rows],
+                "overall": {**accuracy_json(rows), **majority_json(every)},
+                "by_model_version": [
+                    {"model_version": r.model_version, **accuracy_json([r]),
+                     **majority_json(moves.get(r.model_version, [0, 0]))}
+                    for r in rows
+                ],
             }
 
         return self._answer(build)
 
-    def symbols(self) -> ApiResponse:
-        """``GET /api/symbols``: the served pairs, each with its URL ``id``."""
+    def symbols(self, params: Mapping[str, str] | None = None) -> ApiResponse:
+        """``GET /api/symbols``: the served pairs, each with its URL ``id`` (no query parameters)."""
+        try:
+            check_known(params or {}, QUERY["symbols"])
+        except ApiError as err:
+            return ApiResponse.error(err)
         return ApiResponse(200, {"symbols": [
             {"id": url_id(e, s), "exchange": e, "symbol": s} for e, s in self.index.pairs
         ]}, JSON_HEADERS)
 
-    def health(self) -> ApiResponse:
+    def health(self, params: Mapping[str, str] | None = None) -> ApiResponse:
         """``GET /api/health``: 200 ``{"status": "ok"}`` when the history store answers, else 503."""
+        try:
+            check_known(params or {}, QUERY["health"])
+        except ApiError as err:
+            return ApiResponse.error(err)
         checked = self.clock()
         try:
             self.store().ping()

@@ -131,19 +131,32 @@ def test_bars_in_a_range_given_as_ms_or_iso(app_settings, history):
 @pytest.mark.parametrize(("params", "parameter"), [
     ({"from": "yesterday"}, "from"), ({"to": "2019-13-01T00:00Z"}, "to"),
     ({"from": "1561939800000", "to": "1561939200000"}, "from"), ({"from": "1561939200000", "to": "1561939200000"}, "from"),
-    ({"limit": "5001"}, "limit"), ({"to": "99999999999999999"}, "to"),
+    ({"limit": "5001"}, "limit"), ({"to": "99999999999999999"}, "to"), ({"from": "1561942680"}, "from"),
+    ({"from": "²"}, "from"), ({"to": "9" * 4300}, "to"), ({"form": "1561942680000"}, "form"),
 ])
 def test_bad_bar_ranges_are_refused_with_a_reason(app_settings, params, parameter):
     status, body = call(api_module.get_bars, {"symbol": "kraken:BTC-USD"}, params)
     assert status == 400 and body["error"]["parameter"] == parameter and body["error"]["message"]
 
 
+def test_epoch_seconds_are_recognised_not_read_as_1970(app_settings, history):
+    start = history[0][10].open_time_ms
+    status, body = call(api_module.get_bars, {"symbol": "kraken:BTC-USD"}, {"from": str(start // 1000)})
+    assert status == 400 and body["error"]["parameter"] == "from"  # not every bar since 1970
+    assert f"looks like seconds since the epoch; pass ms: from={start}" in body["error"]["message"]
+    status, body = call(api_module.get_bars, {"symbol": "kraken:BTC-USD"}, {"from": str(start)})
+    assert status == 200 and body["bars"][0]["open_time_ms"] == start
+
+
 def _expected_scores(records) -> dict:
     s = summarise(records)
     moved = [r for r in records if r.realised_close != r.last_close]
     hits = [r for r in moved if (r.predicted_close - r.last_close) * (r.realised_close - r.last_close) > 0]
+    up = sum(r.realised_close > r.last_close for r in moved)
     return {"realised_count": s.realised, "mae_model": s.mae_model, "mae_persistence": s.mae_persistence,
-            "coverage": s.coverage, "moves": len(moved), "directional_accuracy": len(hits) / len(moved)}
+            "coverage": s.coverage, "moves": len(moved), "directional_accuracy": len(hits) / len(moved),
+            "moves_up": up, "moves_down": len(moved) - up,
+            "majority_direction_rate": max(up, len(moved) - up) / len(moved)}
 
 
 def _assert_scores(got: dict, want: dict) -> None:
@@ -180,6 +193,7 @@ def test_a_symbol_without_history_answers_empty(app_settings, history):
     status, body = call(api_module.get_accuracy, {"symbol": "coinbase:BTC-USD"})
     assert status == 200 and body["overall"]["realised_count"] == 0 and body["overall"]["mae_model"] is None
     assert body["by_model_version"] == [] and body["from_ms"] is None
+    assert body["overall"]["majority_direction_rate"] is None and body["overall"]["moves_up"] == 0
     status, body = call(api_module.get_predictions, {"symbol": "coinbase:BTC-USD"})
     assert status == 200 and body["predictions"] == []
 
@@ -191,3 +205,45 @@ def test_symbols_and_health(app_settings):
     assert status == 200 and body["status"] == "ok" and body["database"] == "ok"
 
 
+
+
+def test_model_changes_per_symbol_from_the_decision_log(app_settings, monkeypatch, azurite, model_registry):
+    """Decisions recorded in the registry (Azurite) are served per symbol: its own key and the fallback key."""
+    monkeypatch.setenv("MODEL_STORAGE", azurite.connection_string)
+    monkeypatch.setenv("MODELS_CONTAINER", model_registry.container.container_name)
+    reset_services()
+
+    def decide(key: str, version: str, promoted: bool, at: int, previous: str | None = None) -> None:
+        model_registry.record_decision(key, version, {
+            "key": key, "version": version, "promoted": promoted, "reason": f"{key} {version}",
+            "decided_at_ms": at, "champion_version": previous, "challenger_mae_usd": 1.5,
+            "champion_mae_usd": 1.6, "persistence_mae_usd": 1.7})
+
+    decide("default", "v1", True, 1_000)
+    decide("kraken.BTC_USD", "k1", True, 2_000, "v1")
+    decide("kraken.BTC_USD", "k2", False, 3_000, "k1")
+    decide("binance.BTCUSDT", "b1", True, 4_000, "v1")  # another symbol: never in kraken's list
+    meta = model_registry.save("kraken.BTC_USD", {"a": 1}, training_start_ms=0, training_end_ms=1,
+                               feature_names=["x"])
+    model_registry.set_current("kraken.BTC_USD", meta.version)
+
+    status, body = call(api_module.get_model_changes, {"symbol": "kraken:BTC-USD"})
+    assert status == 200 and body["keys"] == {"own": "kraken.BTC_USD", "fallback": "default"}
+    assert [(c["key"], c["version"], c["scope"]) for c in body["changes"]] == [
+        ("kraken.BTC_USD", "k1", "own"), ("default", "v1", "fallback")]  # newest first, promotions only
+    assert body["changes"][0]["previous_version"] == "v1" and body["changes"][0]["challenger_mae"] == 1.5
+    assert body["serving"] == {"key": "kraken.BTC_USD", "version": meta.version}
+    status, body = call(api_module.get_model_changes, {"symbol": "kraken:BTC-USD"}, {"refused": "true", "limit": "2"})
+    assert [(c["version"], c["promoted"]) for c in body["changes"]] == [("k2", False), ("k1", True)]
+    status, body = call(api_module.get_model_changes, {"symbol": "coinbase:BTC-USD"})
+    assert [c["version"] for c in body["changes"]] == ["v1"] and body["serving"] is None
+    for params, parameter in (({"limit": "0"}, "limit"), ({"refused": "maybe"}, "refused"), ({"x": "1"}, "x")):
+        status, body = call(api_module.get_model_changes, {"symbol": "kraken:BTC-USD"}, params)
+        assert status == 400 and body["error"]["parameter"] == parameter
+    status, body = call(api_module.get_model_changes, {"symbol": "binance:ETHUSDT"})
+    assert status == 400 and body["error"]["parameter"] == "symbol"
+
+    monkeypatch.setenv("MODELS_CONTAINER", "no-such-container")
+    reset_services()
+    status, body = call(api_module.get_model_changes, {"symbol": "kraken:BTC-USD"})
+    assert status == 503 and "does not exist" in body["error"]["message"]

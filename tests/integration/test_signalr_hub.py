@@ -6,6 +6,9 @@
   target ``predict`` sends, stays connected only thanks to the hub's pings, gets an
   error for a hub-method invocation, reconnects by itself after a close that allows
   it, and ends on a close with an error.
+* The Python ``signalrcore`` client (1.0.2) receives every target, both ways it connects:
+  through the app's ``negotiate`` straight to the WebSocket (no second negotiate, no ``id``),
+  and through the hub's own negotiate with handshake ``version: 0``.
 * A raw WebSocket client checks the wire: negotiate response, handshake success and
   error, record separators across and within frames, pings, and the close sent to
   a silent client.
@@ -230,3 +233,65 @@ def test_a_silent_client_is_closed_with_an_error():
             assert ws.recv(timeout=3) == "{}" + RECORD_SEPARATOR
             [close] = _records(ws, 3)
             assert close["type"] == 7 and "timeout" in close["error"].lower()
+
+
+# -- the Python signalrcore client --------------------------------------------------------------
+
+
+def _signalrcore_client(url: str, options: dict | None = None):
+    """A signalrcore 1.0.2 connection to ``url`` with the JSON protocol, recording what it receives."""
+    from signalrcore.hub_connection_builder import HubConnectionBuilder
+    from signalrcore.types import HubProtocolEncoding
+
+    received: queue.Queue = queue.Queue()
+    opened = threading.Event()
+    connection = HubConnectionBuilder().with_url(url, options=options).with_hub_protocol(HubProtocolEncoding.text).build()
+    for target in ("prediction", "bar", "modelChanged", "latestPrice"):
+        connection.on(target, lambda args, target=target: received.put((target, args)))
+    connection.on_open(opened.set)
+    return connection, opened, received
+
+
+@pytest.mark.parametrize("route", ["app negotiate, no second negotiate", "hub negotiate, handshake version 0"])
+def test_signalrcore_client_receives_every_broadcast_target(server, route):
+    """signalrcore follows the app's ``url``/``accessToken`` answer straight to the WebSocket (no ``id``),
+    or, pointed at the hub with a token, negotiates there (version 0) and sends handshake ``version: 0``."""
+    if route.startswith("app"):
+        connection, opened, received = _signalrcore_client(f"{server.url}/api")
+    else:
+        info = server.hub.connection_info(HUB, server.url)
+        connection, opened, received = _signalrcore_client(
+            info["url"], {"access_token_factory": lambda: info["accessToken"]})
+    try:
+        assert connection.start() is not False
+        assert opened.wait(5), "signalrcore did not complete the handshake"
+        _wait(lambda: server.hub.clients(HUB) == 1)
+        assert server.hub.stats.negotiations == (0 if route.startswith("app") else 1)
+        assert server.hub.stats.handshakes_failed == 0
+        messages = [message_for_event(PREDICTION), message_for_event(BAR), message_for_event(CHANGE),
+                    message_for_event(PRICE)]
+        server.hub.publish(HUB, messages)
+        got = [received.get(timeout=5) for _ in messages]
+        assert got == [("prediction", [to_dict(PREDICTION)]), ("bar", [to_dict(BAR)]),
+                       ("modelChanged", [to_dict(CHANGE)]), ("latestPrice", [to_dict(PRICE)])]
+    finally:
+        connection.stop()
+    _wait(lambda: server.hub.clients(HUB) == 0)
+
+
+@pytest.mark.parametrize(("version", "answer"), [
+    (0, {}), (1, {}), (2, {}),
+    (3, {"error": "The server does not support version 3 of the 'json' protocol."}),
+    ("1", {"error": "The server does not support version 1 of the 'json' protocol."}),
+    (None, {"error": "The server does not support version None of the 'json' protocol."}),
+])
+def test_handshake_versions_on_a_connection_without_id(server, version, answer):
+    """A WebSocket without ``id`` is a new connection; json versions 0 to 2 are accepted as ASP.NET Core does."""
+    info = server.hub.connection_info(HUB, server.url)
+    url = info["url"].replace("http://", "ws://")
+    with ws_client.connect(url, additional_headers={"Authorization": f"Bearer {info['accessToken']}"}) as ws:
+        ws.send(json.dumps({"protocol": "json", "version": version}) + RECORD_SEPARATOR)
+        assert json.loads(ws.recv(timeout=3).rstrip(RECORD_SEPARATOR)) == answer
+    assert server.hub.stats.handshakes_failed == (0 if answer == {} else 1)
+    with pytest.raises(Exception, match="401"):  # still no connection without a token
+        ws_client.connect(url)

@@ -33,7 +33,10 @@ def test_http_functions_and_bindings_are_declared():
     assert {name: t["route"] for name, t in routes.items()} == {
         "get_predictions": "predictions/{symbol}", "get_bars": "bars/{symbol}", "get_accuracy": "accuracy/{symbol}",
         "get_symbols": "symbols", "health": "health", "negotiate": "negotiate", "dashboard": "dashboard/{*path}",
+        "get_model_changes": "model-changes/{symbol}", "openapi": "openapi.json", "zz_not_found": "{*path}",
     }
+    # the Functions host tries routes in function-name order (azure-functions-host#9876): the catch-all last
+    assert max(routes) == "zz_not_found" and routes["zz_not_found"].get("methods") is None
     negotiate = {b.get_dict_repr()["name"]: b.get_dict_repr() for b in functions["negotiate"].get_bindings()}
     assert negotiate["connectionInfo"]["type"] == "signalRConnectionInfo"
     assert negotiate["connectionInfo"]["hubName"] == "%SIGNALR_HUB_NAME%"
@@ -75,7 +78,9 @@ def test_dashboard_serves_the_page_and_allow_listed_files_only():
         assert response.status_code == 200 and response.mimetype == "text/javascript" and response.get_body()
     assert _page("vendor/signalr.min.js").headers["Cache-Control"].startswith("public")
     for path in ("../function_app.py", "vendor/../../shared/settings.py", "node_modules/ws/index.js", "x.html"):
-        assert _page(path).status_code == 404
+        response = _page(path)
+        assert response.status_code == 404 and response.mimetype == "application/json"
+        assert json.loads(response.get_body())["error"]["status"] == 404
     redirect = _page("", url="http://localhost:7071/api/dashboard")
     assert redirect.status_code == 308 and redirect.headers["Location"] == "dashboard/"
 

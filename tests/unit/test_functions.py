@@ -36,6 +36,9 @@ EXPECTED_FUNCTIONS = {  # name: (trigger type, {binding name: (binding type, dir
     "get_accuracy": ("httpTrigger", HTTP),
     "get_symbols": ("httpTrigger", HTTP),
     "health": ("httpTrigger", HTTP),
+    "get_model_changes": ("httpTrigger", HTTP),
+    "openapi": ("httpTrigger", HTTP),
+    "zz_not_found": ("httpTrigger", HTTP),
     "negotiate": ("httpTrigger", {**HTTP, "connectionInfo": ("signalRConnectionInfo", "IN")}),
     "dashboard": ("httpTrigger", HTTP),
 }
