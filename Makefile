@@ -9,17 +9,20 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 ARGS ?=
 
-.PHONY: run test test-unit lint bench web check-tools mariadb chromium clean
+.PHONY: run live test test-unit lint bench faults web check-tools mariadb chromium clean
 
 check-tools:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tickcast needs Python >= 3.11 (found " + sys.version.split()[0] + ")")'
 	@command -v node >/dev/null || { echo "tickcast needs Node.js 20 for Azurite: apt-get install nodejs npm"; exit 1; }
 	@command -v npm >/dev/null || { echo "tickcast needs npm for Azurite: apt-get install npm"; exit 1; }
 
-$(STAMP): requirements.txt requirements-dev.txt ingestor/requirements.txt infra/requirements.txt | check-tools
+# The project itself is installed editable, so the console scripts (.venv/bin/tickcast,
+# tickcast-ingestor, tickcast-local; pyproject.toml [project.scripts]) work from any directory.
+$(STAMP): requirements.txt requirements-dev.txt ingestor/requirements.txt infra/requirements.txt pyproject.toml | check-tools
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json | check-tools
@@ -45,6 +48,11 @@ chromium:
 run: $(STAMP) $(NODE_STAMP)
 	$(PY) -m local_stack $(ARGS)
 
+# The same local pipeline and dashboard fed by live exchange trades, until Ctrl-C.
+LIVE ?= binance:BTCUSDT,ETHUSDT;coinbase:BTC-USD
+live: $(STAMP) $(NODE_STAMP)
+	$(PY) -m local_stack --live '$(LIVE)' $(ARGS)
+
 test: $(STAMP) $(NODE_STAMP) mariadb chromium
 	$(PY) -m pytest $(ARGS)
 
@@ -64,6 +72,11 @@ bench: $(STAMP)
 	$(PY) bench/engine_throughput.py
 	$(PY) bench/forecast_throughput.py
 	$(PY) bench/cold_start.py
+
+# The fault-injection suite (local_stack/faults): the functions against real Tansu, Azurite and MariaDB,
+# with SIGKILLs, outages, a frozen broker and fuzzed messages; prints a table, writes reports/faults.{json,md}.
+faults: $(STAMP) $(NODE_STAMP) mariadb
+	$(PY) -m local_stack faults $(ARGS)
 
 # Copy the dashboard's npm bundles into web/vendor/ (run before publishing the function app).
 web: $(STAMP) $(NODE_STAMP)

@@ -34,13 +34,48 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
 
+from ingestor import OneLineErrorParser, program_name, version
 from shared.settings import SettingsReader
+
+DESCRIPTION = """tickcast ingestor: exchange trades to tick events on Event Hubs or Kafka.
+
+  live    stream the exchanges' websockets until SIGTERM / Ctrl-C (options default to the
+          INGESTOR_* settings; see docs/ingestor.md)
+  replay  replay recorded trade files (Binance / Kraken trade CSV, websocket recordings;
+          plain or gzip) to a Kafka topic at a chosen speed
+
+Exit status: 0 success, 1 some messages not delivered, 2 bad input or settings,
+130 / 143 stopped by SIGINT / SIGTERM (replay, after flushing)."""
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _speed(text: str) -> float:
+    """``--speed``: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a speed: give a number >= 0 (1 = recorded pace, 60 = an hour per minute,"
+            " 0 = as fast as possible)"
+        )
+    return value
+
+
+def _port(text: str) -> int:
+    """``--health-port``: 0-65535."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port: give 0-65535 (0 = any free port)")
+    return int(text)
 
 
 def _config_pair(text: str) -> tuple[str, str]:
@@ -58,9 +93,12 @@ def _add_pairs(parser: argparse.ArgumentParser, flag: str, dest: str, metavar: s
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m ingestor`` argument parser."""
     ticks_hub = SettingsReader().text("TICKS_HUB_NAME")
-    parser = argparse.ArgumentParser(prog="python -m ingestor", description="tickcast ingestor")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineErrorParser(prog=program_name("ingestor"), description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s (tickcast {version()})")
+    parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                        help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{live,replay}")
 
     rp = sub.add_parser("replay", help="replay recorded trade files to a Kafka topic")
     rp.add_argument("paths", nargs="+", metavar="PATH", help="recorded trade file(s), plain or .gz")
@@ -70,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument(
         "--speed",
-        type=float,
+        type=_speed,
         default=1.0,
         help="replay speed factor: 1 = recorded pace, 60 = an hour per minute, 0 = as fast as possible",
     )
@@ -101,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--deadletter-topic", default=None, help="dead-letter hub / topic (default DEADLETTER_HUB_NAME)"
     )
     lv.add_argument(
-        "--health-port", type=int, default=None, help="/healthz port (default INGESTOR_HEALTH_PORT; 0 = any)"
+        "--health-port", type=_port, default=None, help="/healthz port (default INGESTOR_HEALTH_PORT; 0 = any)"
     )
     _add_pairs(lv, "--url", "urls", "SOURCE=URL",
                "websocket endpoint override (repeatable), e.g. --url binance=ws://127.0.0.1:9000/stream")
@@ -127,10 +165,68 @@ def _progress_printer() -> Any:
     return show
 
 
+class InputError(Exception):
+    """Bad input found before anything started; its text is the one line printed."""
+
+
+def check_replay_files(paths: Sequence[str], fmt: str | None = None, exchange: str | None = None) -> None:
+    """Open every recorded file and detect its format, before a publisher exists.
+
+    Raises
+    ------
+    InputError
+        A file that is missing, unreadable, broken gzip, or of no known recorded format.
+    """
+    from ingestor.parsers.recorded import FORMATS, read_recorded
+
+    for path in paths:
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: no such file; give the path of a recorded trade file")
+        try:
+            records = read_recorded(path, fmt=fmt, exchange=exchange)
+            next(iter(records), None)  # reads the first line: broken gzip shows here
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()
+        except (OSError, EOFError, UnicodeError, ValueError) as exc:
+            reason = _reason(exc).removeprefix(f"{path}: ")
+            raise InputError(
+                f"cannot replay {path}: {reason}; give a recorded trade file ({', '.join(FORMATS)}; plain or gzip)"
+            ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+def _kafka_client(make: Any) -> Any:
+    """``make()``, with librdkafka's refusal of a setting (``-X``) turned into an :class:`InputError`."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return make()
+    except KafkaException as exc:
+        raise InputError(f"invalid Kafka setting: {_kafka_reason(exc)}; check the -X options") from None
+
+
+def _kafka_reason(exc: Exception) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if hasattr(error, "str") else str(exc)
+
+
 def run_replay(args: argparse.Namespace) -> int:
-    """Run the ``replay`` command; returns the exit status."""
+    """Run the ``replay`` command; returns the exit status.
+
+    Raises
+    ------
+    InputError
+        A recorded file cannot be replayed (checked before connecting to Kafka).
+    """
     from ingestor.publisher import KafkaPublisher
     from ingestor.replay import replay
+
+    check_replay_files(args.paths, args.fmt, args.exchange)
 
     stop = threading.Event()
     stopped_by: list[int] = []
@@ -139,13 +235,13 @@ def run_replay(args: argparse.Namespace) -> int:
         stopped_by.append(signum)
         stop.set()
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    publisher = KafkaPublisher(
+    publisher = _kafka_client(lambda: KafkaPublisher(
         args.bootstrap_servers,
         args.topic,
         deadletter_topic=args.deadletter_topic,
         config=dict(args.config),
-    )
+    ))
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         stats = replay(
             args.paths,
@@ -203,44 +299,51 @@ def run_live_command(args: argparse.Namespace) -> int:
     """Run the ``live`` command; returns the exit status."""
     import asyncio
 
+    from confluent_kafka import KafkaException
+
     from ingestor.live import run_live
     from shared.settings import SettingsError
 
-    log = logging.getLogger("ingestor")
     try:
         config = live_config(args)
     except SettingsError as exc:
-        log.error("invalid settings: %s", exc)
-        return 2
-    snapshot = asyncio.run(run_live(config))
+        raise InputError(f"invalid settings: {exc}") from None
+    try:
+        snapshot = asyncio.run(run_live(config))
+    except KafkaException as exc:
+        raise InputError(f"invalid Kafka setting: {_kafka_reason(exc)}; check the -X options") from None
+    except OSError as exc:  # e.g. the health port is taken
+        raise InputError(
+            f"cannot serve /healthz on port {config.health_port}: {exc.strerror or exc}; pass --health-port 0"
+            " (any free port) or set INGESTOR_HEALTH_PORT"
+        ) from None
     print(json.dumps(snapshot), flush=True)
     return 1 if snapshot["counters"]["undelivered"] else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m ingestor``."""
+    """Entry point of ``python -m ingestor`` and of the ``tickcast-ingestor`` console script.
+
+    Bad input (a missing or unreadable file, invalid settings) is one line on stderr and exit
+    status 2, before anything connects.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "live":
-        from ingestor.logs import configure_logging
+    try:
+        if args.command == "live":
+            from ingestor.logs import configure_logging
 
-        configure_logging(args.log_level, args.log_format)
-        return run_live_command(args)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if args.command == "replay":
-        if args.speed < 0:
-            parser.error("--speed must be >= 0")
-        try:
-            return run_replay(args)
-        except (OSError, ValueError) as exc:  # unreadable file, unknown format
-            logging.getLogger("ingestor").error("%s", exc)
-            return 2
-    parser.error(f"unknown command {args.command!r}")
-    return 2
+            configure_logging(args.log_level, args.log_format)
+            return run_live_command(args)
+        logging.basicConfig(
+            level=getattr(logging, args.log_level, logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        return run_replay(args)
+    except InputError as exc:
+        print(f"{parser.prog} {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

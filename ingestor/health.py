@@ -8,7 +8,10 @@
 ``GET /readyz``
     Readiness: 200 when every connection is connected and its newest message is at most
     ``INGESTOR_STALE_SECONDS`` old, and the publish lag (age of the oldest tick not yet
-    acknowledged) is at most that too; else 503. Same body.
+    acknowledged) is at most that too; else 503. Same body; its ``reason`` names each
+    connection (or the publish lag) that is not ready and why, e.g. ``connection
+    binance:BTCUSDT: not connected: ConnectionRefusedError: ... (3 failed attempts in a row;
+    next in 1.6 s)``, and each check carries its own ``reason``.
 
 Both answer in a few microseconds from in-memory state; neither touches the network.
 """
@@ -27,24 +30,50 @@ from ingestor.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HealthServer", "readiness"]
+__all__ = ["HealthServer", "not_ready_reason", "readiness"]
 
 
 def readiness(metrics: Metrics, *, stale_seconds: float, publish_lag_s: float) -> tuple[bool, dict[str, Any]]:
-    """Evaluate readiness; returns (ready, checks by name -> {"ok": bool, ...})."""
+    """Evaluate readiness; returns (ready, checks by name -> {"ok": bool, "reason": str, ...}).
+
+    Each failed check's ``reason`` says why in words, e.g. ``not connected:
+    ConnectionRefusedError: ... (3 failed attempts in a row; next in 1.6 s)``.
+    """
     now = time.monotonic()
     checks: dict[str, Any] = {}
     for name, conn in metrics.connections.items():
         age = conn.message_age(now)
-        ok = conn.connected and age is not None and age <= stale_seconds
+        why = conn.not_ready_because(stale_seconds, now)
         checks[f"connection {name}"] = {
-            "ok": ok,
+            "ok": why is None,
+            "reason": why or "ok",
             "connected": conn.connected,
             "last_message_age_s": None if age is None else round(age, 3),
+            "last_error": conn.last_error,
         }
-    checks["publish lag"] = {"ok": publish_lag_s <= stale_seconds, "lag_s": round(publish_lag_s, 3)}
+    lag_ok = publish_lag_s <= stale_seconds
+    checks["publish lag"] = {
+        "ok": lag_ok,
+        "reason": "ok" if lag_ok else (
+            f"the oldest unpublished tick is {publish_lag_s:.1f} s old (limit INGESTOR_STALE_SECONDS="
+            f"{stale_seconds:g}): the publisher is not delivering"
+        ),
+        "lag_s": round(publish_lag_s, 3),
+    }
     ready = bool(metrics.connections) and all(c["ok"] for c in checks.values())
     return ready, checks
+
+
+def not_ready_reason(checks: dict[str, Any]) -> str:
+    """One line naming every failed check and why (``"ok"`` when none failed).
+
+    >>> not_ready_reason({"publish lag": {"ok": True, "reason": "ok"}})
+    'ok'
+    >>> not_ready_reason({"connection kraken:BTC/USD": {"ok": False, "reason": "not connected yet (connecting)"}})
+    'connection kraken:BTC/USD: not connected yet (connecting)'
+    """
+    failed = [f"{name}: {check['reason']}" for name, check in checks.items() if not check["ok"]]
+    return "; ".join(failed) or "ok"
 
 
 class HealthServer:
@@ -89,6 +118,8 @@ class HealthServer:
         alive, reason = self.alive()
         lag = self.publish_lag()
         ready, checks = readiness(self.metrics, stale_seconds=self.stale_seconds, publish_lag_s=lag)
+        if alive and not ready:
+            reason = not_ready_reason(checks) if self.metrics.connections else "no subscription"
         body = {
             "alive": alive,
             "ready": ready and alive,

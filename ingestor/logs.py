@@ -21,7 +21,22 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["LIBRDKAFKA_LOGGER", "JsonFormatter", "configure_logging", "librdkafka_logger"]
+
+LIBRDKAFKA_LOGGER = "ingestor.librdkafka"
+"""Name of the Python logger that librdkafka's own log lines go to (see :func:`librdkafka_logger`)."""
+
+
+def librdkafka_logger() -> logging.Logger:
+    """The logger to pass as confluent-kafka's ``logger`` setting.
+
+    Without it librdkafka prints raw ``%3|<time>|FAIL|rdkafka#producer-1| ...`` lines on
+    stderr, between the JSON lines. With it, confluent-kafka hands each of them to this
+    logger (level mapped from the syslog level), so they become JSON lines like the rest;
+    it forwards them only inside ``poll()`` / ``flush()`` calls, never from librdkafka's
+    own threads (confluent-kafka-python, docs/index.rst, "logger" under Configuration).
+    """
+    return logging.getLogger(LIBRDKAFKA_LOGGER)
 
 
 class JsonFormatter(logging.Formatter):

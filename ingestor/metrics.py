@@ -21,6 +21,8 @@ deadlettered        dead letters (malformed / unknown / error messages) publishe
 deadletters_dropped dead letters lost (their own buffer full, or publish failed at exit)
 control, ignored    subscription replies / heartbeats, and known non-trade messages
 connects            websocket connections opened (the first of each source included)
+connect_failures    connection attempts that failed (refused, DNS, no network, handshake timeout,
+                    a 429 / 5xx handshake); each is logged with its reason and retried after a backoff
 reconnects          connections opened again after a loss
 disconnects         connections lost (closed by the server, network error, stall)
 heartbeat_timeouts  connections given up because no message arrived for INGESTOR_HEARTBEAT_SECONDS
@@ -53,6 +55,7 @@ COUNTERS = (
     "control",
     "ignored",
     "connects",
+    "connect_failures",
     "reconnects",
     "disconnects",
     "heartbeat_timeouts",
@@ -69,6 +72,9 @@ class ConnectionStats:
 
     Times: ``*_monotonic`` are :func:`time.monotonic` seconds; skews are ms
     (local receive time minus exchange trade time: clock offset plus network latency).
+    ``connect_failures`` counts failed connection attempts, ``failures_in_a_row`` those since
+    the last successful one; ``last_error`` is the newest reason the connection failed or was
+    lost, and ``retry_in_s`` / ``retry_at_monotonic`` the delay before the next attempt.
     """
 
     name: str
@@ -82,6 +88,11 @@ class ConnectionStats:
     skew_ms_min: int | None = None
     skew_ms_max: int | None = None
     last_trade_ids: dict[str, int] = field(default_factory=dict)
+    connect_failures: int = 0
+    failures_in_a_row: int = 0
+    last_error: str | None = None
+    retry_in_s: float | None = None
+    retry_at_monotonic: float | None = None
 
     def observe_skew(self, skew_ms: int) -> None:
         """Record one trade's receive-minus-trade time, ms."""
@@ -106,7 +117,44 @@ class ConnectionStats:
             "last_message_age_s": None if age is None else round(age, 3),
             "clock_skew_ms": {"last": self.skew_ms_last, "min": self.skew_ms_min, "max": self.skew_ms_max},
             "last_trade_ids": dict(self.last_trade_ids),
+            "connect_failures": self.connect_failures,
+            "failures_in_a_row": self.failures_in_a_row,
+            "last_error": self.last_error,
         }
+
+    def not_ready_because(self, stale_seconds: float, now: float | None = None) -> str | None:
+        """Why this connection is not ready (``None``: it is): not connected and why, no message
+        yet, or its newest message older than ``stale_seconds``.
+
+        >>> s = ConnectionStats("binance:BTCUSDT", "binance", ("BTCUSDT",))
+        >>> s.not_ready_because(30.0)
+        'not connected yet (connecting)'
+        >>> s.failures_in_a_row, s.last_error = 3, "ConnectionRefusedError: [Errno 111] refused"
+        >>> s.retry_at_monotonic = 12.0
+        >>> s.not_ready_because(30.0, now=10.0)
+        'not connected: ConnectionRefusedError: [Errno 111] refused (3 failed attempts in a row; next in 2.0 s)'
+        >>> s.connected, s.last_message_monotonic = True, 0.0
+        >>> s.not_ready_because(30.0, now=45.0)
+        'no message for 45.0 s (limit INGESTOR_STALE_SECONDS=30)'
+        """
+        now = time.monotonic() if now is None else now
+        if not self.connected:
+            if self.last_error is None:
+                return "not connected yet (connecting)"
+            attempts = ""
+            if self.failures_in_a_row:
+                plural = "s" if self.failures_in_a_row != 1 else ""
+                attempts = f" ({self.failures_in_a_row} failed attempt{plural} in a row"
+                if self.retry_at_monotonic is not None:
+                    attempts += f"; next in {max(0.0, self.retry_at_monotonic - now):.1f} s"
+                attempts += ")"
+            return f"not connected: {self.last_error}{attempts}"
+        age = self.message_age(now)
+        if age is None:
+            return "connected, no message received yet"
+        if age > stale_seconds:
+            return f"no message for {age:.1f} s (limit INGESTOR_STALE_SECONDS={stale_seconds:g})"
+        return None
 
 
 class Metrics:

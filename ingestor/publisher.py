@@ -44,9 +44,13 @@ def default_producer_config(bootstrap_servers: str) -> dict[str, Any]:
     """Producer settings used when none are given: murmur2_random keys, small linger, big batches.
 
     Same values as ``local_stack.tansu.producer_config`` (kept here so the ingestor
-    does not depend on the local stack).
+    does not depend on the local stack), plus ``logger``: librdkafka's log lines go to the
+    Python logger :data:`ingestor.logs.LIBRDKAFKA_LOGGER` instead of raw to stderr.
     """
+    from ingestor.logs import librdkafka_logger
+
     return {
+        "logger": librdkafka_logger(),
         "bootstrap.servers": bootstrap_servers,
         "partitioner": "murmur2_random",
         "linger.ms": 5,

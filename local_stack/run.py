@@ -13,14 +13,21 @@ Steps (each one prints a line):
    drive ``retrain`` on a short timer (every ``RETRAIN_EVERY_S`` seconds) and
    ``promote_model`` from a poller of Azurite standing in for Event Grid, printing
    each retrain outcome, promotion decision and model swap;
-6. run the ingestor (a child process) on a bundled recorded trade file;
-7. wait until every tick was processed and every output archived, print a
+6. list what it drives, like ``func start``: every function with its trigger, and
+   the HTTP routes with their URLs (:mod:`local_stack.listing`);
+7. run the ingestor (a child process, :mod:`local_stack.feeds`) on a bundled recorded
+   trade file, and wait for the replay: no fixed deadline, it takes the files' span
+   divided by the speed, which is printed; or, with ``live``, stream the exchanges'
+   websockets until Ctrl-C;
+8. wait until every tick was processed and every output archived, print a
    summary per symbol (predictions, MAE of model and persistence, latency), and
    stop every process it started.
 
-With ``web`` (``make run`` passes it), the HTTP API, the dashboard and a local
-SignalR hub fed by ``broadcast`` are served from the start (the URL is printed),
-and after the replay until Ctrl-C unless ``--exit-when-done``.
+Inputs are checked before any server starts (:mod:`local_stack.inputs`). With ``web``
+(``make run`` passes it), the HTTP API, the dashboard and a local SignalR hub fed by
+``broadcast`` are served from the start (the URL is printed), and after a replay until
+Ctrl-C unless ``--exit-when-done``. Every Kafka client made here logs through the Python
+logger ``tickcast.local.kafka`` (confluent-kafka's ``logger`` setting), never raw to stderr.
 
 The local stack's own settings (``REPLAY_SPEED``, ``RETRAIN_EVERY_S``, ``DASHBOARD_PORT``,
 ``EXIT_WHEN_DONE``) are read by :class:`shared.settings.LocalSettings` when it runs.
@@ -28,15 +35,12 @@ The local stack's own settings (``REPLAY_SPEED``, ``RETRAIN_EVERY_S``, ``DASHBOA
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import json
 import logging
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -45,12 +49,19 @@ from pathlib import Path
 
 from confluent_kafka import Consumer
 
+from local_stack.inputs import InputError, check_history, check_mysql, check_speed, replay_plan
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
 DEFAULT_REPLAY = SAMPLES / "kraken_XBTUSD_trades_20190701T00Z-01Z.csv.gz"
 DEFAULT_HISTORY = SAMPLES / "ftx_BTC-PERP_1m_20211231-20220201.csv.gz"
 
 log = logging.getLogger("tickcast.local")
+KAFKA_LOG = logging.getLogger("tickcast.local.kafka")
+"""Where librdkafka's log lines go (confluent-kafka's ``logger`` setting): forwarded only inside
+``poll()`` / ``consume()`` / ``flush()`` calls, so nothing prints once the clients stopped."""
+DRAIN_STALL_S = 120.0
+"""After the feed ended: give up when the pipeline makes no progress for this long, seconds."""
 
 
 def _fmt_time(ms: int) -> str:
@@ -124,16 +135,24 @@ def run(
     workdir: Path,
     env: dict[str, str] | None = None,
     out=sys.stdout,
-    timeout_s: float = 170.0,
+    timeout_s: float | None = None,
     broker=None,
     azurite=None,
     web=None,
+    live: str | None = None,
+    live_urls: Sequence[str] = (),
+    stop: threading.Event | None = None,
 ) -> dict:
     """Run the local stack end to end; return the summary (see :func:`print_summary`).
 
+    The inputs are checked first, before any server starts. The feed is a replay of
+    ``replay_files`` at ``speed`` (waited for: no deadline unless ``timeout_s``), or with
+    ``live`` (``source:SYM,SYM;source:SYM``) the live ingestor on those subscriptions, with
+    ``live_urls`` (``SOURCE=ws://...``) overriding endpoints, until Ctrl-C or ``stop``.
+
     ``web`` (a :class:`~local_stack.http_host.WebOptions`) also serves the HTTP API,
     the dashboard and a local SignalR hub fed by ``broadcast``, and may keep serving
-    after the replay until ``web.serve_until`` is set; ``None`` (the default) serves
+    after a replay until ``web.serve_until`` is set; ``None`` (the default) serves
     nothing and returns when the pipeline drained.
 
     ``broker`` (a started :class:`~local_stack.tansu.TansuBroker`) and ``azurite`` (a
@@ -144,15 +163,27 @@ def run(
 
     Raises
     ------
+    local_stack.inputs.InputError
+        An input that cannot be used (checked before anything starts).
     RuntimeError
-        If a server fails to start, the ingestor fails, or the pipeline does not
-        drain within ``timeout_s`` seconds.
+        If a server fails to start, the ingestor fails, the pipeline stalls, or ``timeout_s``
+        seconds pass first.
     """
     from local_stack.azurite import AzuriteServer
+    from local_stack.feeds import LiveFeed, ReplayFeed
     from local_stack.tansu import TansuBroker
 
     started = time.monotonic()
     say = lambda msg: print(f"[{time.monotonic() - started:6.1f}s] {msg}", file=out, flush=True)
+    check_speed(speed)
+    if live is not None:
+        check_subscriptions(live, live_urls)
+        feed = LiveFeed(live, live_urls, say, stop)
+    else:
+        feed = ReplayFeed(replay_files, speed, replay_plan(replay_files))
+    check_history(history_file)
+    check_mysql({**os.environ, **(env or {})})
+    deadline = None if timeout_s is None else started + timeout_s
     with contextlib.ExitStack() as stack:
         if broker is None:
             broker = stack.enter_context(TansuBroker())
@@ -185,15 +216,33 @@ def run(
             from local_stack.http_host import serve_dashboard
 
             server = stack.enter_context(serve_dashboard(web, settings_env, say))
-        summary = _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, out,
-                                deadline=started + timeout_s, retrain_every_s=local.retrain_every_s,
-                                signalr=server.hub.publish if server else None)
-        if server is not None:
+        summary = _run_pipeline(feed, history_file, broker, settings_env, say, out, deadline=deadline,
+                                retrain_every_s=local.retrain_every_s, server=server)
+        if server is not None and live is None:
             from local_stack.http_host import linger
 
             linger(server, web, say)
     say("stopped every process started")
     return summary
+
+
+def check_subscriptions(live: str, urls: Sequence[str]) -> None:
+    """Check ``--live`` subscriptions and ``--url`` overrides as the ingestor will read them.
+
+    Raises
+    ------
+    local_stack.inputs.InputError
+        A malformed group, an unknown source, or a URL that is not ``SOURCE=ws[s]://...``.
+    """
+    from ingestor.config import parse_source_urls, parse_subscriptions
+    from shared.settings import SettingsError
+
+    try:
+        parse_subscriptions(live)
+        parse_source_urls(",".join(urls))
+    except SettingsError as exc:
+        message = str(exc).replace("INGESTOR_SUBSCRIPTIONS", "--live").replace("INGESTOR_SOURCE_URLS", "--url")
+        raise InputError(f"{message} (e.g. --live 'binance:BTCUSDT,ETHUSDT;coinbase:BTC-USD')") from None
 
 
 @contextlib.contextmanager
@@ -211,16 +260,18 @@ def _environment(values: dict[str, str]):
                 os.environ[k] = v
 
 
-def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, out, deadline, retrain_every_s,
-                  signalr=None) -> dict:
+def _run_pipeline(feed, history_file, broker, settings_env, say, out, deadline, retrain_every_s,
+                  server=None) -> dict:
     import function_app
     from functions import reset_services
     from local_stack.functions_host import EventHubFunctionDriver, app_functions
+    from local_stack.listing import function_listing
     from local_stack.tansu import consumer_config, producer_config
     from shared.storage.history import HistoryStore
     from shared.settings import Settings
     from shared.serving.wiring import make_registry
 
+    signalr = server.hub.publish if server is not None else None
     settings = Settings.from_env()
     broker.create_topics([settings.ticks_hub, settings.predictions_hub, settings.deadletter_hub])
     say(f"topics {settings.ticks_hub}, {settings.predictions_hub}, {settings.deadletter_hub} ready")
@@ -232,48 +283,41 @@ def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, 
                             family=settings.forecast_model)
 
     reset_services()  # a fresh worker: functions build their clients from these settings
-    # group.id is set per consumer: from each trigger, and "console" for the printer
-    ccfg = consumer_config(broker.bootstrap_servers, group_id="local-stack")
-    pcfg = producer_config(broker.bootstrap_servers)
+    # group.id is set per consumer: from each trigger, and "console" for the printer; every client
+    # (these, and the drivers' own, made from these configs) logs through KAFKA_LOG
+    ccfg = consumer_config(broker.bootstrap_servers, group_id="local-stack", logger=KAFKA_LOG)
+    pcfg = producer_config(broker.bootstrap_servers, logger=KAFKA_LOG)
     stop = threading.Event()
-    drivers = [EventHubFunctionDriver(fn, settings_env, ccfg, pcfg, signalr=signalr) for fn in app_functions(function_app.app)
+    functions = app_functions(function_app.app)
+    drivers = [EventHubFunctionDriver(fn, settings_env, ccfg, pcfg, signalr=signalr) for fn in functions
                if fn.get_trigger().get_dict_repr().get("type") == "eventHubTrigger"]
     printer = PredictionPrinter(ccfg, settings.predictions_hub, out)
     # The model lifecycle: retrain on a short timer, and a poller of Azurite in place of Event Grid.
     lifecycle = _lifecycle_drivers(function_app.app, settings_env, registry.container, pcfg, retrain_every_s, signalr)
-    threads = [threading.Thread(target=t, args=(stop,), daemon=True)
-               for t in [d.run for d in drivers] + [d.run for d in lifecycle] + [printer.run]]
+    threads = [threading.Thread(target=t, args=(stop,), daemon=True, name=name)
+               for t, name in [(d.run, d.name) for d in drivers + lifecycle] + [(printer.run, "printer")]]
     for t in threads:
         t.start()
-    for d in drivers:  # like a warm Functions host: consumers own their partitions before ticks flow
-        if not d.assigned.wait(max(deadline - time.monotonic(), 1)):
-            raise RuntimeError(f"{d.name}: consumer group {d.group} was not assigned partitions in time")
-    say("driving functions: " + ", ".join(f"{d.name} ({d.topic}, group {d.group})" for d in drivers)
-        + "".join(f", {d.name} ({_trigger_text(d)})" for d in lifecycle))
-    say(f"ingestor: replaying {', '.join(p.name for p in replay_files)} at speed {speed:g}")
-    ingestor = subprocess.Popen(
-        [sys.executable, "-m", "ingestor", "--log-level", "WARNING", "replay", *map(str, replay_files),
-         "--bootstrap-servers", broker.bootstrap_servers, "--topic", settings.ticks_hub,
-         "--deadletter-topic", settings.deadletter_hub, "--speed", str(speed)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
-    )
+    replay_stats = None
     try:
-        stdout, _ = ingestor.communicate(timeout=max(deadline - time.monotonic(), 1))
-        if ingestor.returncode != 0:
-            raise RuntimeError(f"ingestor failed with exit code {ingestor.returncode}")
-        replay_stats = json.loads(stdout.strip().splitlines()[-1])
-        say(
-            f"ingestor finished: {replay_stats['published']} ticks published, {replay_stats['malformed']}"
-            f" malformed lines set aside, {replay_stats['ticks_per_second']:,.0f} ticks/s"
-        )
+        for d in drivers:  # like a warm Functions host: consumers own their partitions before ticks flow
+            if not d.assigned.wait(60):
+                raise RuntimeError(f"{d.name}: consumer group {d.group} was not assigned partitions within 60 s")
+        for line in function_listing(functions, settings_env, base_url=server.url if server else None,
+                                     http_functions=server.http.functions if server else (),
+                                     timer_every_s=retrain_every_s):
+            say(line)
+        say(f"ingestor: {feed.describe()}")
+        feed.start(broker.bootstrap_servers, settings.ticks_hub, settings.deadletter_hub)
+        published = feed.wait(lambda: _check_threads(threads), deadline)
+        say(feed.summary())
+        replay_stats = feed.stats
         readers = [d for d in drivers if d.topic == settings.predictions_hub]  # archive, broadcast
-        _wait_drained(next(d for d in drivers if d.name == "predict"), readers, printer,
-                      replay_stats["published"], deadline, threads)
+        _wait_drained(next(d for d in drivers if d.name == "predict"), readers, printer, published,
+                      deadline, threads)
         say(f"pipeline drained: {_counts(drivers)}")
     finally:
-        if ingestor.poll() is None:
-            ingestor.terminate()
-            ingestor.wait(10)
+        feed.stop()
         stop.set()
         for t in threads:
             t.join(10)
@@ -286,6 +330,12 @@ def _run_pipeline(replay_files, history_file, speed, broker, settings_env, say, 
     summary = print_summary(store, out)
     store.close()
     return {"symbols": summary, "replay": replay_stats, "printed": printer.printed}
+
+
+def _check_threads(threads) -> None:
+    dead = [t.name for t in threads if not t.is_alive()]
+    if dead:
+        raise RuntimeError(f"driver thread(s) died: {', '.join(dead)} (their errors are logged above)")
 
 
 LIFECYCLE_ENV = {
@@ -311,12 +361,6 @@ def _lifecycle_drivers(app, settings_env: dict, container, pcfg, retrain_every_s
         elif kind == "blobTrigger":
             drivers.append(BlobTriggerPoller(fn, settings_env, container, pcfg, poll_s=0.5, signalr=signalr))
     return drivers
-
-
-def _trigger_text(driver) -> str:
-    if hasattr(driver, "interval_s"):
-        return f"timer every {driver.interval_s:g}s"
-    return f"polling blobs {driver.pattern.pattern}"
 
 
 class _SayHandler(logging.Handler):
@@ -378,10 +422,14 @@ def _register_initial_model(registry, key: str, history_file: Path, level: float
     )
 
 
-def _wait_drained(predict, readers, printer, published_ticks: int, deadline: float, threads=()) -> None:
+def _wait_drained(predict, readers, printer, published_ticks: int, deadline: float | None, threads=(),
+                  stall_s: float = DRAIN_STALL_S) -> None:
     """Wait until ``predict`` committed every published tick, and every driver reading the
     predictions hub (``readers``: ``archive``, ``broadcast``) and the printer consumed every
     output of ``predict``.
+
+    There is no fixed deadline: it waits while the counts move, and gives up after ``stall_s``
+    seconds without progress (or at ``deadline``, a ``time.monotonic()`` time, if given).
 
     Counts, not watermarks: Tansu 0.6 reports a high watermark that is not the
     next offset (measured: 1 after ten single-record produces), so lag from
@@ -390,51 +438,33 @@ def _wait_drained(predict, readers, printer, published_ticks: int, deadline: flo
     Raises
     ------
     RuntimeError
-        A driver thread of ``threads`` died, or the deadline passed first.
+        A driver thread of ``threads`` died, the pipeline stalled, or the deadline passed first.
     """
-    while time.monotonic() < deadline:
-        dead = [t.name for t in threads if not t.is_alive()]
-        if dead:
-            raise RuntimeError(f"driver thread(s) died before the pipeline drained: {', '.join(dead)}")
+    last, last_change = None, time.monotonic()
+    while True:
+        _check_threads(threads)
         outputs = predict.totals.produced.get(printer.topic, 0)
         consumed = [d.totals.consumed for d in readers] + [printer.seen]
         if predict.totals.consumed >= published_ticks and min(consumed) >= outputs:
             return
+        now = time.monotonic()
+        progress = (predict.totals.consumed, outputs, *consumed)
+        if progress != last:
+            last, last_change = progress, now
+        stalled = now - last_change > stall_s
+        if stalled or (deadline is not None and now > deadline):
+            raise RuntimeError(
+                ("the pipeline made no progress for" f" {stall_s:g} s" if stalled else "--timeout passed")
+                + f" before it drained: predict consumed {predict.totals.consumed} of {published_ticks} ticks, "
+                + ", ".join(f"{d.name} {d.totals.consumed} events" for d in readers)
+            )
         time.sleep(0.2)
-    raise RuntimeError(
-        f"the pipeline did not drain before the deadline: predict consumed {predict.totals.consumed}"
-        f" of {published_ticks} ticks, " + ", ".join(f"{d.name} {d.totals.consumed} events" for d in readers)
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line of ``python -m local_stack`` (what ``make run`` calls)."""
-    from shared.settings import LocalSettings, SettingsError
+    """Command line of ``python -m local_stack`` (what ``make run`` and ``make live`` call): see
+    :func:`local_stack.cli.main`."""
+    from local_stack.cli import main as cli_main
 
-    p = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__.splitlines()[0])
-    try:
-        local = LocalSettings.from_env()
-    except SettingsError as exc:
-        p.error(f"invalid settings: {exc}")
-    p.add_argument("files", nargs="*", type=Path, help=f"recorded trade files (default {DEFAULT_REPLAY.name})")
-    p.add_argument("--history", type=Path, default=DEFAULT_HISTORY, help="one-minute OHLCV file for the initial model")
-    p.add_argument("--speed", type=float, default=local.replay_speed,
-                   help="replay speed factor: 1 = recorded pace, 0 = as fast as possible (default REPLAY_SPEED or 60)")
-    p.add_argument("--workdir", type=Path, default=None, help="where the SQLite history goes (default: a temp dir)")
-    p.add_argument("--timeout", type=float, default=170.0, help="seconds before giving up")
-    p.add_argument("--web-port", type=int, default=local.dashboard_port,
-                   help="port of the dashboard, HTTP API and SignalR hub (default DASHBOARD_PORT or 7071; 0 = any)")
-    p.add_argument("--exit-when-done", action="store_true", default=local.exit_when_done,
-                   help="exit after the replay instead of serving the dashboard until Ctrl-C (env EXIT_WHEN_DONE=1)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # azure.functions warns that auth levels only apply to HTTP functions; there are none yet.
-    logging.getLogger().handlers[0].addFilter(lambda r: "Auth level is not applied" not in r.getMessage())
-    with tempfile.TemporaryDirectory(prefix="tickcast-") as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        from local_stack.http_host import WebOptions
+    return cli_main(argv)
 
-        web = WebOptions(port=args.web_port, serve_until=None if args.exit_when_done else threading.Event())
-        run(args.files or [DEFAULT_REPLAY], args.history, args.speed, workdir, timeout_s=args.timeout, web=web)
-    return 0

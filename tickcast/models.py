@@ -10,12 +10,25 @@ refused, when, and why.
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime, timezone
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from shared.lifecycle.registry import ModelRegistry
-from shared.settings import Settings
-from shared.serving.wiring import require_registry
+if TYPE_CHECKING:
+    from shared.lifecycle.registry import ModelRegistry
+
+# The registry's client is made with shared.serving.wiring.SERVING_BLOB_CLIENT: no retries, 2 s to
+# connect, 10 s between reads. With azure-storage-blob's defaults (retry_total=3, initial_backoff=15 s,
+# 300 s timeouts; learn.microsoft.com, "Implement a retry policy with Python") an unreachable
+# account kept this command silent for 80 s. Imports are lazy: --help answers at once.
+
+
+class RegistryUnavailable(Exception):
+    """The registry cannot be read; the text is the one line printed."""
+
+
+class UnknownKey(Exception):
+    """The registry holds no such model key."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -65,7 +78,35 @@ def report(registry: ModelRegistry, key: str | None, out: TextIO) -> None:
 
 
 def main(args: argparse.Namespace, out: TextIO) -> int:
-    """Run ``models`` with parsed ``args``; returns the exit status (2: no registry configured)."""
-    registry = require_registry(Settings.from_env(), "tickcast models")
-    report(registry, args.key, out)
+    """Run ``models`` with parsed ``args``; returns the exit status (1: the registry has no such key).
+
+    Raises
+    ------
+    shared.settings.SettingsError
+        No registry configured.
+    RegistryUnavailable
+        The storage account cannot be reached or read (bounded: no retries, 2 s connect timeout).
+    """
+    from azure.core.exceptions import AzureError
+
+    from shared.lifecycle.registry import RegistryError
+    from shared.serving.wiring import SERVING_BLOB_CLIENT, make_registry
+    from shared.settings import Settings, SettingsError
+
+    registry = make_registry(Settings.from_env(), **SERVING_BLOB_CLIENT)
+    if registry is None:
+        raise SettingsError("no model registry configured: set MODEL_STORAGE (a connection string) or"
+                            " MODEL_STORAGE__blobServiceUri")
+    try:
+        if args.key is not None and args.key not in (keys := registry.keys()):
+            known = ", ".join(keys) if keys else "none yet"
+            print(f"{args.key}: no such model key in the registry (keys: {known})", file=sys.stderr)
+            return 1
+        report(registry, args.key, out)
+    except (AzureError, RegistryError) as exc:
+        reason = (str(getattr(exc, "message", "") or exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RegistryUnavailable(
+            f"cannot read the model registry at {registry.container.url}: {reason[:300]}; check MODEL_STORAGE"
+            " (or MODEL_STORAGE__blobServiceUri) and that the storage account is reachable"
+        ) from None
     return 0

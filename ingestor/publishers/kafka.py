@@ -64,6 +64,7 @@ class KafkaTickPublisher:
         self.idempotent = bool(self.config.get("enable.idempotence"))
         self._fatal: KafkaError | None = None
         self._producer: Producer | None = None
+        self._idle_poller: asyncio.Task[None] | None = None
         timeout_ms = float(self.config.get("message.timeout.ms", 300_000))
         self._flush_timeout = timeout_ms / 1000 + 5  # every message gets a report within message.timeout.ms
 
@@ -75,8 +76,17 @@ class KafkaTickPublisher:
             log.warning("Kafka producer error: %s", err)
 
     async def start(self) -> None:
-        """Create the producer (the connection is made lazily by librdkafka)."""
+        """Create the producer (the connection is made lazily by librdkafka), and serve its
+        callbacks and log lines once a second while it is idle."""
         self._producer = Producer(self.config)
+        self._idle_poller = asyncio.create_task(self._poll_while_idle(), name="kafka-poll")
+
+    async def _poll_while_idle(self, every_s: float = 1.0) -> None:
+        # confluent-kafka forwards librdkafka's log lines (and error_cb) only inside poll()/flush():
+        # without this, a broker that is down while no tick arrives would go unreported.
+        while self._producer is not None:
+            self._producer.poll(0)
+            await asyncio.sleep(every_s)
 
     def _restart_without_idempotence(self) -> None:
         log.warning(
@@ -130,6 +140,9 @@ class KafkaTickPublisher:
     async def close(self, timeout: float = 10.0) -> None:
         """Flush for up to ``timeout`` seconds, drop what is left."""
         producer, self._producer = self._producer, None
+        if self._idle_poller is not None:
+            self._idle_poller.cancel()
+            self._idle_poller = None
         if producer is None:
             return
         remaining = await asyncio.to_thread(producer.flush, timeout)

@@ -2,9 +2,13 @@
 
 Robustness, in the order things go wrong:
 
-* **connect failures** are retried by websockets' own reconnect loop
-  (``async for ws in connect(...)``) with the delays of the shared
-  :class:`~ingestor.backoff.Backoff` (capped exponential, jittered);
+* **connect failures** (refused, DNS, no network, handshake timeout, a 429 / 5xx
+  handshake) are logged at WARNING with their reason, the attempt number and the delay
+  before the next one, counted (``connect_failures``), kept on the connection's gauges
+  (``last_error``, for ``/readyz``), and retried after a delay of the shared
+  :class:`~ingestor.backoff.Backoff` (capped exponential, jittered). Each attempt is one
+  ``await websockets.asyncio.client.connect(...)``: the retry loop is this module's, not
+  websockets' own (whose log lines go to the muted ``websockets`` logger);
 * **dropped connections** (closed by the exchange, network errors) are reopened after
   a delay from the same backoff; the backoff restarts once a session has delivered a
   trade, so a flapping endpoint backs off while a healthy one reconnects fast;
@@ -38,7 +42,7 @@ from shared.contracts.events import DeadLetter, MalformedEventError, Tick
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Connection", "TickSink"]
+__all__ = ["Connection", "TickSink", "describe_error"]
 
 _PAYLOAD_LIMIT = 8_192  # characters of a set-aside message kept in its dead letter
 _LOG_FIRST = 20  # set-aside messages logged one by one per connection, then only counted
@@ -53,7 +57,8 @@ class TickSink(Protocol):
 
 
 def _retryable(exc: Exception) -> Exception | None:
-    """websockets ``process_exception``: retry network errors and 5xx / 429 handshakes, raise the rest."""
+    """``None`` for a connect failure worth retrying (network errors, 5xx / 429 handshakes), else the
+    exception to raise (websockets' own ``process_exception`` decides the rest)."""
     if isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError)):
         return None
     if isinstance(exc, InvalidStatus) and exc.response.status_code in (429, 500, 502, 503, 504):
@@ -61,6 +66,20 @@ def _retryable(exc: Exception) -> Exception | None:
     from websockets.client import process_exception
 
     return process_exception(exc)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line reason for a failed connect, e.g. ``ConnectionRefusedError: [Errno 111] Connect call failed``.
+
+    >>> describe_error(ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 9)"))
+    "ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 9)"
+    >>> describe_error(TimeoutError())
+    'TimeoutError: timed out'
+    """
+    text = str(exc).strip()
+    if not text:
+        text = "timed out" if isinstance(exc, TimeoutError) else "no detail"
+    return f"{type(exc).__name__}: {text}"[:300]
 
 
 class _Stop(Exception):
@@ -142,70 +161,28 @@ class Connection:
         Raises
         ------
         Exception
-            Only what websockets considers fatal for connecting (e.g. an invalid URI or
-            a handshake refused with a 4xx status other than 429).
+            Only what cannot succeed by retrying (e.g. an invalid URI, or a handshake
+            refused with a 4xx status other than 429).
         """
         fields = {"connection": self.source.label, "url": self.source.url}
-        async for ws in connect(
-            self.source.url,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            open_timeout=self.open_timeout,
-            close_timeout=self.close_timeout,
-            max_size=2**22,
-            max_queue=64,
-            reconnect_delays=self.backoff.delays,
-            process_exception=_retryable,
-            user_agent_header="tickcast-ingestor",
-        ):
-            if self.stopping:
-                break
+        while not self.stopping:
+            ws = await self._open(fields)
+            if ws is None:  # the attempt failed: wait, or stop when asked to
+                if await self._wait(self.stats.retry_in_s or 0.0):
+                    break
+                continue
             self._ws = ws
             self.sessions += 1
             self.stats.connected = True
             self.stats.connects += 1
+            self.stats.failures_in_a_row = 0
             self.stats.connected_monotonic = time.monotonic()
             self.stats.last_message_monotonic = None
             self.metrics.inc("connects")
             if self.sessions > 1:
                 self.metrics.inc("reconnects")
             log.info("connected", extra={"fields": {**fields, "session": self.sessions}})
-            reason = "closed"
-            try:
-                await self._session(ws)
-            except _Stop:
-                reason = "stopping"
-            except TimeoutError:
-                reason = "heartbeat"
-                self.metrics.inc("heartbeat_timeouts")
-                log.warning(
-                    "no message for %.1f s: stalled, reconnecting",
-                    self.heartbeat_seconds,
-                    extra={"fields": {**fields, "session": self.sessions}},
-                )
-            except ConnectionClosed as exc:
-                if self.stopping:
-                    break
-                if exc.sent is not None and exc.sent.code == 1011 and "ping" in exc.sent.reason:
-                    reason = "ping_timeout"
-                    self.metrics.inc("ping_timeouts")
-                rcvd = exc.rcvd
-                log.warning(
-                    "connection lost",
-                    extra={
-                        "fields": {
-                            **fields,
-                            "session": self.sessions,
-                            "reason": reason,
-                            "close_code": rcvd.code if rcvd is not None else None,
-                            "close_reason": rcvd.reason if rcvd is not None else None,
-                        }
-                    },
-                )
-            finally:
-                self._ws = None
-                self.stats.connected = False
-                await ws.close()  # no-op when already closed; bounded by close_timeout
+            reason = await self._run_session(ws, fields)
             if self.stopping:
                 break
             self.metrics.inc("disconnects")
@@ -213,13 +190,106 @@ class Connection:
             log.info(
                 "reconnecting", extra={"fields": {**fields, "delay_s": round(delay, 3), "after": reason}}
             )
-            try:
-                async with asyncio.timeout(delay):
-                    await self._stopping.wait()
-                break  # stopped while waiting
-            except TimeoutError:
-                continue
+            if await self._wait(delay):
+                break
         self.stats.connected = False
+
+    async def _open(self, fields: dict) -> ClientConnection | None:
+        """One connection attempt: the connection, or ``None`` after a retryable failure (logged, counted).
+
+        Raises
+        ------
+        Exception
+            A failure that retrying cannot fix (see :func:`_retryable`).
+        """
+        try:
+            return await connect(
+                self.source.url,
+                ping_interval=self.ping_interval,
+                ping_timeout=self.ping_timeout,
+                open_timeout=self.open_timeout,
+                close_timeout=self.close_timeout,
+                max_size=2**22,
+                max_queue=64,
+                user_agent_header="tickcast-ingestor",
+            )
+        except Exception as exc:
+            fatal = _retryable(exc)
+            if fatal is not None:
+                self.stats.last_error = f"cannot connect: {describe_error(exc)}"
+                log.error("connect failed for good", extra={"fields": {**fields, "error": describe_error(exc)}})
+                raise fatal from (None if fatal is exc else exc)
+            reason = describe_error(exc)
+            delay = self.backoff.next_delay()
+            stats = self.stats
+            stats.connect_failures += 1
+            stats.failures_in_a_row += 1
+            stats.last_error = reason
+            stats.retry_in_s = delay
+            stats.retry_at_monotonic = time.monotonic() + delay
+            self.metrics.inc("connect_failures")
+            log.warning(
+                "connect failed: %s; attempt %d, retrying in %.1f s",
+                reason,
+                stats.failures_in_a_row,
+                delay,
+                extra={"fields": {**fields, "error": reason, "attempt": stats.failures_in_a_row,
+                                  "retry_in_s": round(delay, 3)}},
+            )
+            return None
+
+    async def _run_session(self, ws: ClientConnection, fields: dict) -> str:
+        """Read ``ws`` until it ends; returns why it ended (``stopping``, ``heartbeat``, ``closed``, ...)."""
+        reason = "closed"
+        try:
+            await self._session(ws)
+        except _Stop:
+            reason = "stopping"
+        except TimeoutError:
+            reason = "heartbeat"
+            self.metrics.inc("heartbeat_timeouts")
+            self.stats.last_error = f"no message for {self.heartbeat_seconds:g} s (stalled)"
+            log.warning(
+                "no message for %.1f s: stalled, reconnecting",
+                self.heartbeat_seconds,
+                extra={"fields": {**fields, "session": self.sessions}},
+            )
+        except ConnectionClosed as exc:
+            if self.stopping:
+                return "stopping"
+            if exc.sent is not None and exc.sent.code == 1011 and "ping" in exc.sent.reason:
+                reason = "ping_timeout"
+                self.metrics.inc("ping_timeouts")
+            rcvd = exc.rcvd
+            self.stats.last_error = f"connection lost ({reason}" + (
+                f", close code {rcvd.code} {rcvd.reason!r})" if rcvd is not None else ")"
+            )
+            log.warning(
+                "connection lost",
+                extra={
+                    "fields": {
+                        **fields,
+                        "session": self.sessions,
+                        "reason": reason,
+                        "close_code": rcvd.code if rcvd is not None else None,
+                        "close_reason": rcvd.reason if rcvd is not None else None,
+                    }
+                },
+            )
+        finally:
+            self._ws = None
+            self.stats.connected = False
+            await ws.close()  # no-op when already closed; bounded by close_timeout
+        return reason
+
+    async def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless stopped first; True when stopped."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+            return True
+        except TimeoutError:
+            return False
 
     # ------------------------------------------------------------------ one session
     async def _session(self, ws: ClientConnection) -> None:
