@@ -186,20 +186,36 @@ class ReturnForecaster:
         return cap if r > cap else max(r, -cap)
 
     def _forecast(self, x: dict[str, float]) -> tuple:
+        """``(x, model_return, r_hat, sigma, half_width, weight, category, inputs)`` for ``x``, cached by identity.
+
+        The hot path of every bar close: the helpers above, inlined (same operations, same results).
+        """
         last = self._last
         if last is not None and last[0] is x:
             return last
-        sigma = self._sigma(x)
-        inputs = self._inputs(x, sigma)
-        m = self._model_return(x, sigma, inputs)
-        r_hat = self._bound(self.guard.forecast(m))
+        if self.inputs_version >= 2:
+            sigma = _scale(x)
+            inputs = model_inputs(x, sigma)
+        else:
+            sigma = _scale_v1(x)
+            inputs = self._inputs(x, sigma)
+        z = self.regressor.predict_one(inputs)
+        if math.isfinite(z):  # else persistence
+            z = MAX_ABS_Z if z > MAX_ABS_Z else (-MAX_ABS_Z if z < -MAX_ABS_Z else z)
+            m = z * sigma * x.get("window_fill", 1.0)
+        else:
+            m = 0.0
+        weight = self.guard.weight
+        r_hat = weight * m  # the guard's forecast, then the cap
+        cap = self.max_abs_return
+        r_hat = cap if r_hat > cap else (-cap if r_hat < -cap else r_hat)
         interval = self.interval
         if isinstance(interval, MondrianInterval):
             category = interval.bin_of(sigma)
-            q = interval.half_width(category)
+            q = interval.cells[category].half_width()
         else:  # a model pickled before issue 16: one adaptive interval
             category, q = 0, interval.half_width()
-        self._last = last = (x, m, r_hat, sigma, q, self.guard.weight, category, inputs)
+        self._last = last = (x, m, r_hat, sigma, q, weight, category, inputs)
         return last
 
     def predict(self, x: dict[str, float]) -> tuple[float, float, float]:
@@ -211,6 +227,16 @@ class ReturnForecaster:
         _, _, r_hat, sigma, q, _, _, _ = self._forecast(x)
         half = q * sigma
         return r_hat, self._bound(r_hat - half), self._bound(r_hat + half)
+
+    def _price(self, x: dict[str, float], last_close: float) -> tuple[float, float, float]:
+        _, _, r_hat, sigma, q, _, _, _ = self._forecast(x)
+        half = q * sigma
+        cap = self.max_abs_return
+        lo, hi = r_hat - half, r_hat + half  # q may be inf: the cap bounds it
+        lo = cap if lo > cap else (-cap if lo < -cap else lo)
+        hi = cap if hi > cap else (-cap if hi < -cap else hi)
+        exp = math.exp
+        return last_close * exp(r_hat), last_close * exp(lo), last_close * exp(hi)
 
     def learn(self, x: dict[str, float], r: float) -> None:
         """Teach the realised log return ``r`` for the features ``x`` it was forecast from.
@@ -228,16 +254,18 @@ class ReturnForecaster:
         _, m, r_hat, sigma, q, _, category, inputs = self._forecast(x)
         self._last = None
         score = abs(r - r_hat) / sigma
-        if isinstance(self.interval, MondrianInterval):
-            self.interval.update(score, q, category, sigma)
+        interval = self.interval
+        if isinstance(interval, MondrianInterval):
+            interval.update(score, q, category, sigma)
         else:
-            self.interval.update(score, q)
+            interval.update(score, q)
         self.guard.update(m, r, sigma)
-        self.drift.update(min(Z_CLIP, score))
-        if self.drift.drift_detected:
+        drift = self.drift
+        drift.update(Z_CLIP if score > Z_CLIP else score)
+        if drift.drift_detected:
             self.drift_alarms += 1
         z = r / sigma
-        z = Z_CLIP if z > Z_CLIP else max(z, -Z_CLIP)
+        z = Z_CLIP if z > Z_CLIP else (-Z_CLIP if z < -Z_CLIP else z)
         fill = x.get("window_fill", 1.0)
         if fill >= 1.0:
             self.regressor.learn_one(inputs, z)
@@ -255,8 +283,7 @@ class ReturnForecaster:
         """
         if not 0.0 < last_close < math.inf:
             raise ValueError(f"last_close must be a positive finite price, got {last_close!r}")
-        r, lo, hi = self.predict(x)
-        return last_close * math.exp(r), last_close * math.exp(lo), last_close * math.exp(hi)
+        return self._price(x, last_close)
 
     def internals(self, x: dict[str, float]) -> tuple[float, float, float, float]:
         """What the forecast for ``x`` was made of: ``(model_return, sigma, half_width, guard_weight)``.

@@ -28,6 +28,7 @@ import math
 
 from shared.forecast.limits import Z_CLIP
 from shared.stream.features import MACD_FAST, MACD_SIGNAL, MACD_SLOW, RETURN_LAGS, VWAP_WINDOW
+from shared.stream.orderflow import FLOW_FEATURES
 
 
 def _macd_hist_unit(horizon: int = 2_000) -> float:
@@ -63,8 +64,12 @@ UNITS: dict[str, float] = {f"ret_{k}": math.sqrt(k) for k in RETURN_LAGS} | {
 PASSED = ("rsi_14", "bb_pctb")
 """Bounded oscillators, passed as they are."""
 MODEL_INPUTS: tuple[str, ...] = (*UNITS, *PASSED)
+"""Names of the regressor's inputs, in a stable order (always present)."""
 _UNIT_ITEMS = tuple(UNITS.items())
-"""Names of the regressor's inputs, in a stable order."""
+FLOW_INPUTS: tuple[str, ...] = FLOW_FEATURES
+"""Optional inputs, present only when the engine runs on ticks (:mod:`shared.stream.orderflow`):
+``ofi_1`` (bounded in [-1, 1]) as it is, ``flow_1`` winsorised to ``±Z_CLIP``. Both are odd under
+a mirrored market, like the inputs above."""
 
 
 def model_inputs(x: dict[str, float], sigma: float) -> dict[str, float]:
@@ -80,6 +85,7 @@ def model_inputs(x: dict[str, float], sigma: float) -> dict[str, float]:
     dict
         ``{name: value}`` for :data:`MODEL_INPUTS`: ``x[name] / (sigma * UNITS[name])``
         winsorised to ``±Z_CLIP``, then the :data:`PASSED` oscillators; missing features read 0.
+        Then :data:`FLOW_INPUTS` when ``x`` has them (the regressor skips inputs it is not given).
     """
     out = {}
     get = x.get
@@ -88,4 +94,8 @@ def model_inputs(x: dict[str, float], sigma: float) -> dict[str, float]:
         out[name] = Z_CLIP if z > Z_CLIP else (-Z_CLIP if z < -Z_CLIP else z)
     for name in PASSED:
         out[name] = get(name, 0.0)
+    if "ofi_1" in x:  # tick features (absent on bars alone: left out, not read as 0)
+        out["ofi_1"] = x["ofi_1"]
+        flow = x.get("flow_1", 0.0)
+        out["flow_1"] = Z_CLIP if flow > Z_CLIP else (-Z_CLIP if flow < -Z_CLIP else flow)
     return out

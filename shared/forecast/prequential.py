@@ -51,9 +51,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.contracts.events import Bar
+from shared.contracts.events import Bar, Tick
 from shared.stream.bars import MINUTE_MS
 from shared.stream.features import BarFeatures
+from shared.stream.orderflow import OrderFlow
 
 __all__ = ["Forecast", "PrequentialStepper"]
 
@@ -95,12 +96,16 @@ class PrequentialStepper:
 
     Attributes
     ----------
+    flow : :class:`shared.stream.orderflow.OrderFlow` or ``None``
+        Tick-level order flow of the symbol, when the caller runs on ticks and feeds it
+        (:meth:`add_tick`); its features of the closing minute join the bar features. ``None``
+        (the default, and for callers on bars alone): bar features only.
     pending : the forecast waiting for its target bar, or ``None``.
     resolved : forecasts whose target bar arrived (learned unless ``learn=False``).
     gaps : forecasts dropped because their target minute had no bar.
     """
 
-    __slots__ = ("forecaster", "features", "pending", "resolved", "gaps", "_x")
+    __slots__ = ("forecaster", "features", "pending", "resolved", "gaps", "_x", "flow")
 
     def __init__(self, forecaster: Any, features: BarFeatures | None = None) -> None:
         self.forecaster = forecaster
@@ -109,6 +114,24 @@ class PrequentialStepper:
         self.resolved = 0
         self.gaps = 0
         self._x: dict[str, float] | None = None
+        self.flow: OrderFlow | None = None
+
+    def __getstate__(self) -> dict:
+        return {name: getattr(self, name) for cls in type(self).__mro__
+                for name in getattr(cls, "__slots__", ()) if hasattr(self, name)}
+
+    def __setstate__(self, state) -> None:
+        if isinstance(state, tuple):  # pickled before __getstate__ existed: (dict, slots)
+            state = {**(state[0] or {}), **state[1]}
+        self.flow = None
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def add_tick(self, tick: Tick) -> None:
+        """Feed an accepted tick to :attr:`flow` (created on the first tick)."""
+        if self.flow is None:
+            self.flow = OrderFlow()
+        self.flow.add(tick)
 
     def resolve(self, bar: Bar, learn: bool = True) -> Forecast | None:
         """Update the features with ``bar``; resolve (and learn) or drop the pending forecast.
@@ -130,7 +153,9 @@ class PrequentialStepper:
         ValueError
             From :meth:`BarFeatures.update` for a bar with bad prices or volume (nothing changes).
         """
-        self._x = self.features.update(bar)
+        x = self._x = self.features.update(bar)
+        if x is not None and self.flow is not None:
+            x.update(self.flow.features(bar.open_time_ms))
         pending = self.pending
         if pending is None:
             return None

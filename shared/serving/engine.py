@@ -174,6 +174,10 @@ class ForecastEngine:
     forecast_model : model family of a cold-start forecaster (``FORECAST_MODEL``; "" = default).
     warmup : newest stored bars of a symbol, replayed through its features when it is first seen.
     clock : wall clock in ms since epoch UTC (``made_at_ms`` and latency).
+    tick_features : feed accepted ticks to each symbol's order flow, whose features of the closing
+        minute join its bar features (:mod:`shared.stream.orderflow`; saved with the partition
+        state, :mod:`shared.serving.partitions`). Off by default: the recordings at hand are too
+        short to show that it helps (docs/forecasting.md).
     """
 
     model_source: ModelProvider | ModelSource
@@ -181,6 +185,7 @@ class ForecastEngine:
     forecast_model: str = ""
     warmup: Warmup | None = None
     clock: Callable[[], int] = now_ms
+    tick_features: bool = False
     stats: EngineStats = field(default_factory=EngineStats)
     symbols: dict[tuple[str, str], SymbolState] = field(default_factory=dict)
 
@@ -245,6 +250,7 @@ class ForecastEngine:
                 state.partial = max(tick.event_time_ms - tick.event_time_ms % MINUTE_MS, builder.open_minute_ms or 0)
             late, oos, last_id = builder.late, builder.out_of_sequence, builder.last_trade_id
             bar = builder.add(tick)
+            accepted = builder.late == late and builder.out_of_sequence == oos
             if builder.late != late:
                 stats.late += 1
                 if rejected is not None:
@@ -264,6 +270,8 @@ class ForecastEngine:
                 out.append(bar)
                 if prediction is not None:
                     out.append(prediction)
+            if accepted and self.tick_features:  # after the close: a close that raised leaves no trace of it
+                state.add_tick(tick)
         return out
 
     def _close_atomically(self, state: SymbolState, bar: Bar, closing_ingest_ms: int,

@@ -57,12 +57,14 @@ Key = tuple[str, str]
 class SymbolSnapshot:
     """One symbol's state: its bar builder, its model-side state pickled once per bar
     (``core``: features, forecaster, pending forecast, resolved and gap counts, model version),
-    its tick-gate marks, and its :attr:`~shared.serving.engine.SymbolState.partial` mark."""
+    its tick-gate marks, its :attr:`~shared.serving.engine.SymbolState.partial` mark, and its
+    tick-level order flow (changes with every tick, like the builder; ``None`` without tick features)."""
 
     builder: BarBuilder
     core: bytes
     gate: tuple[Any, Any]
     partial: int | None = None
+    flow: Any = None
 
 
 @dataclass
@@ -192,7 +194,7 @@ class PartitionTracker:
                 continue
             features, forecaster, pending, resolved, gaps, version = pickle.loads(saved.core)
             state = SymbolState(saved.builder, features, forecaster, version, pending, saved.partial)
-            state.resolved, state.gaps = resolved, gaps
+            state.resolved, state.gaps, state.flow = resolved, gaps, saved.flow
             self.engine.symbols[key] = state
             self.gate.restore(key, saved.gate)
             self.owner[key] = partition
@@ -239,7 +241,8 @@ class PartitionTracker:
             cached = self._cores.get(key)
             if cached is None or cached[0] != marker:
                 cached = self._cores[key] = (marker, _core(state))
-            snapshot.symbols[key] = SymbolSnapshot(state.builder, cached[1], self.gate.export(key), state.partial)
+            snapshot.symbols[key] = SymbolSnapshot(state.builder, cached[1], self.gate.export(key), state.partial,
+                                                   state.flow)
         try:
             saved = self.store.save(partition, snapshot.seq, snapshot)
         except Exception as exc:  # unpicklable model or no key: keep serving, say it loudly

@@ -82,8 +82,6 @@ import math
 from collections import deque
 from itertools import islice
 
-from river import stats
-
 from shared.contracts.events import Bar
 
 FEATURE_NAMES = (
@@ -126,6 +124,9 @@ def _ema_factor(span: int) -> float:
     return 2.0 / (span + 1.0)
 
 
+_FAST, _SLOW, _SIGNAL = (_ema_factor(span) for span in (MACD_FAST, MACD_SLOW, MACD_SIGNAL))
+
+
 class _RollingMoments:
     """Exact mean and population variance of the last ``size`` values.
 
@@ -151,25 +152,31 @@ class _RollingMoments:
         for name, value in state.items():
             setattr(self, name, value)
 
-    def update(self, value: float) -> None:
+    def update(self, value: float) -> tuple[float, float]:
+        """Add ``value``; return :meth:`mean_sd` of the window it completes."""
         values = self.values
         self.since += 1
         if self.since >= self.size:
             values.append(value)
             a = self.anchor = value
-            self.s1 = sum(v - a for v in values)
-            self.s2 = sum((v - a) * (v - a) for v in values)
+            self.s1 = s1 = sum(v - a for v in values)
+            self.s2 = s2 = sum((v - a) * (v - a) for v in values)
             self.since = 0
-            return
-        a = self.anchor
-        if len(values) == self.size:
-            d = values[0] - a
-            self.s1 -= d
-            self.s2 -= d * d
-        values.append(value)
-        d = value - a
-        self.s1 += d
-        self.s2 += d * d
+        else:
+            a = self.anchor
+            s1, s2 = self.s1, self.s2
+            if len(values) == self.size:
+                d = values[0] - a
+                s1 -= d
+                s2 -= d * d
+            values.append(value)
+            d = value - a
+            self.s1 = s1 = s1 + d
+            self.s2 = s2 = s2 + d * d
+        n = len(values)
+        m = s1 / n
+        var = s2 / n - m * m
+        return a + m, math.sqrt(var) if var > 0 else 0.0
 
     def mean_sd(self) -> tuple[float, float]:
         """``(mean, population standard deviation)`` of the window (``(0, 0)`` when empty)."""
@@ -181,6 +188,9 @@ class _RollingMoments:
         return self.anchor + m, math.sqrt(var) if var > 0 else 0.0
 
 
+_MAX_Z = tuple(math.sqrt(n - 1) if n > 1 else 0.0 for n in range(max(BOLLINGER_WINDOW, VOLUME_WINDOW) + 1))
+
+
 def _bounded_z(z: float, n: int) -> float:
     """Clamp a z-score of a value within its own window of ``n`` values to ``±sqrt(n - 1)``.
 
@@ -188,8 +198,17 @@ def _bounded_z(z: float, n: int) -> float:
     than ``sqrt(n - 1)`` deviations from its mean (R. E. Shiffler, "Maximum Z scores and
     outliers", The American Statistician 42, 1988), so the clamp only removes rounding.
     """
-    bound = math.sqrt(n - 1) if n > 1 else 0.0
-    return bound if z > bound else max(z, -bound)
+    bound = _MAX_Z[n]
+    return bound if z > bound else (-bound if z < -bound else z)
+
+
+def _ewmean(mean: float, x: float, alpha: float) -> float:
+    """One step after the first of River's ``stats.EWMean`` (0.26): ``alpha x + (1 - alpha) mean``."""
+    return alpha * x + (1.0 - alpha) * mean
+
+
+_TIME_OF_DAY = tuple((math.sin(2.0 * math.pi * m / 1440), math.cos(2.0 * math.pi * m / 1440)) for m in range(1440))
+"""``(sin, cos)`` of each minute of the day's angle (a table: the same values, computed once)."""
 
 
 class _RobustVol:
@@ -218,40 +237,44 @@ class _RobustVol:
     def update(self, r: float) -> tuple[float, float, float]:
         """Add a one-minute log return; return ``(vol_15, vol_60, vol_1440)`` per minute."""
         n = self.n
-        if n >= SHORT_VOL:
-            bound = WINSOR_SD * self.vol(LONG_VOL)
-            if bound > 0.0:  # a flat start (no move yet) bounds nothing
-                r = bound if r > bound else max(r, -bound)
-        a = abs(r)
-        if n >= 2:
+        terms, sums = self.terms, self.sums
+        k = len(terms)
+        if n >= SHORT_VOL:  # winsorise to WINSOR_SD * vol_60 (k >= SHORT_VOL terms exist)
+            s60 = sums[1]
+            if s60 > 0.0:  # a flat start (no move yet) bounds nothing
+                bound = WINSOR_SD * math.sqrt(s60 / (k if k < LONG_VOL else LONG_VOL))
+                if bound > 0.0:
+                    r = bound if r > bound else (-bound if r < -bound else r)
+        a = r if r >= 0.0 else -r
+        if n >= 2:  # median of (a, a1, a2), written as comparisons
             a1, a2 = self.a1, self.a2
-            med = max(min(a, a1), min(max(a, a1), a2))  # median of three
+            lo, hi = (a, a1) if a <= a1 else (a1, a)
+            hi = hi if hi <= a2 else a2
+            med = lo if lo >= hi else hi
             term = MEDRV_C * med * med
         else:
             term = r * r
         self.a2, self.a1 = self.a1, a
-        terms, sums = self.terms, self.sums
-        k = len(terms)
+        s15, s60, s1440 = sums
         if k == DAY_VOL:
-            sums[2] -= terms[0]
+            s1440 -= terms[0]
         if k >= LONG_VOL:
-            sums[1] -= terms[k - LONG_VOL]
+            s60 -= terms[k - LONG_VOL]
         if k >= SHORT_VOL:
-            sums[0] -= terms[k - SHORT_VOL]
+            s15 -= terms[k - SHORT_VOL]
         terms.append(term)
-        sums[0] += term
-        sums[1] += term
-        sums[2] += term
+        s15 += term
+        s60 += term
+        s1440 += term
         self.n = n + 1
         self.since += 1
+        k += k < DAY_VOL
         if self.since >= DAY_VOL:
             self.since = 0
-            k = len(terms)
-            self.sums = sums = [sum(islice(terms, max(0, k - w), k)) for w in (SHORT_VOL, LONG_VOL, DAY_VOL)]
-        k = len(terms)
-        s15, s60, s1440 = sums
-        return (math.sqrt(s15 / min(k, SHORT_VOL)) if s15 > 0 else 0.0,
-                math.sqrt(s60 / min(k, LONG_VOL)) if s60 > 0 else 0.0,
+            s15, s60, s1440 = (sum(islice(terms, max(0, k - w), k)) for w in (SHORT_VOL, LONG_VOL, DAY_VOL))
+        self.sums = [s15, s60, s1440]
+        return (math.sqrt(s15 / (k if k < SHORT_VOL else SHORT_VOL)) if s15 > 0 else 0.0,
+                math.sqrt(s60 / (k if k < LONG_VOL else LONG_VOL)) if s60 > 0 else 0.0,
                 math.sqrt(s1440 / k) if s1440 > 0 else 0.0)
 
     def vol(self, window: int) -> float:
@@ -296,9 +319,9 @@ class BarFeatures:
         self._loss = 0.0
         self._atr = 0.0
         self._changes = 0
-        self._ema_fast = stats.EWMean(_ema_factor(MACD_FAST))
-        self._ema_slow = stats.EWMean(_ema_factor(MACD_SLOW))
-        self._ema_signal = stats.EWMean(_ema_factor(MACD_SIGNAL))
+        self._ema_fast = 0.0  # River stats.EWMean's state (see _ewmean), kept as floats
+        self._ema_slow = 0.0
+        self._ema_signal = 0.0
         self._bb = _RollingMoments(BOLLINGER_WINDOW)
         self._pv: deque[tuple[float, float]] = deque(maxlen=VWAP_WINDOW)  # (price * volume, volume)
         self._pv_sum = 0.0
@@ -310,6 +333,8 @@ class BarFeatures:
 
     def __setstate__(self, state: dict) -> None:
         for name, value in state.items():
+            if name.startswith("_ema_") and not isinstance(value, float):  # pickled with River's EWMean
+                value = float(value.get())
             setattr(self, name, value)
 
     @property
@@ -347,28 +372,42 @@ class BarFeatures:
         prev = closes[-1] if closes else None
 
         # --- state shared by the first bar and the rest --------------------------------------
-        tr = high - low if prev is None else max(high - low, abs(high - prev), abs(low - prev))
-        self._changes += 1
-        n = self._changes  # number of true ranges so far (one per bar)
+        if prev is None:
+            tr = high - low
+        else:
+            tr = high - low
+            d = high - prev
+            d = d if d >= 0.0 else -d
+            tr = tr if tr >= d else d
+            d = low - prev
+            d = d if d >= 0.0 else -d
+            tr = tr if tr >= d else d
+        n = self._changes = self._changes + 1  # number of true ranges so far (one per bar)
         if n <= WILDER_PERIOD:
             self._atr += (tr - self._atr) / n
         else:
             self._atr = (self._atr * (WILDER_PERIOD - 1) + tr) / WILDER_PERIOD
-        self._ema_fast.update(close)
-        self._ema_slow.update(close)
-        macd = self._ema_fast.get() - self._ema_slow.get()
-        self._ema_signal.update(macd)
-        self._bb.update(close)
+        if n == 1:  # the exponential averages are seeded with the first value
+            ema_fast = ema_slow = close
+            signal = macd = 0.0
+        else:
+            ema_fast = _ewmean(self._ema_fast, close, _FAST)
+            ema_slow = _ewmean(self._ema_slow, close, _SLOW)
+            macd = ema_fast - ema_slow
+            signal = _ewmean(self._ema_signal, macd, _SIGNAL)
+        self._ema_fast, self._ema_slow, self._ema_signal = ema_fast, ema_slow, signal
+        bb_mean, bb_sd = self._bb.update(close)
         typical = (high + low + close) / 3.0
         pv = self._pv
+        pv_sum, v_sum = self._pv_sum, self._v_sum
         if len(pv) == VWAP_WINDOW:
             old_pv, old_v = pv[0]
-            self._pv_sum -= old_pv
-            self._v_sum -= old_v
+            pv_sum -= old_pv
+            v_sum -= old_v
         pv.append((typical * volume, volume))
-        self._pv_sum += typical * volume
-        self._v_sum += volume
-        self._vol_stats.update(volume)
+        self._pv_sum = pv_sum = pv_sum + typical * volume
+        self._v_sum = v_sum = v_sum + volume
+        v_mean, v_sd = self._vol_stats.update(volume)
         closes.append(close)
         if prev is None:
             return None
@@ -376,55 +415,56 @@ class BarFeatures:
         # --- returns ----------------------------------------------------------------------------
         r = math.log(close / prev)
         vol_15, vol_60, vol_1440 = self._rvol.update(r)
-        self._returns += 1
-        k = min(self._returns, LONGEST)
+        k = self._returns = self._returns + 1
+        if k > LONGEST:
+            k = LONGEST
 
         # --- RSI (Wilder): changes start at the second bar ------------------------------------
         change = close - prev
-        gain = change if change > 0 else 0.0
-        loss = -change if change < 0 else 0.0
         m = n - 1  # number of price changes so far
+        gain, loss = self._gain, self._loss
+        up = change if change > 0 else 0.0
+        down = -change if change < 0 else 0.0
         if m <= WILDER_PERIOD:  # Wilder's seed: simple mean of the first 14 changes
-            self._gain += (gain - self._gain) / m
-            self._loss += (loss - self._loss) / m
+            gain += (up - gain) / m
+            loss += (down - loss) / m
         else:
-            self._gain = (self._gain * (WILDER_PERIOD - 1) + gain) / WILDER_PERIOD
-            self._loss = (self._loss * (WILDER_PERIOD - 1) + loss) / WILDER_PERIOD
-        total = self._gain + self._loss
-        rsi = 0.0 if total <= 0 else (self._gain - self._loss) / total  # = (RSI - 50) / 50
+            gain = (gain * (WILDER_PERIOD - 1) + up) / WILDER_PERIOD
+            loss = (loss * (WILDER_PERIOD - 1) + down) / WILDER_PERIOD
+        self._gain, self._loss = gain, loss
+        total = gain + loss
+        rsi = 0.0 if total <= 0 else (gain - loss) / total  # = (RSI - 50) / 50
 
         # --- bands, VWAP, volume ----------------------------------------------------------------
-        bb_mean, bb_sd = self._bb.mean_sd()
         if bb_sd > SPREAD_FLOOR * close:
             z = (close - bb_mean) / bb_sd
             pctb = 0.5 + _bounded_z(z, len(self._bb.values)) / (2.0 * BOLLINGER_K)
         else:
             pctb = 0.5
-        vwap = self._pv_sum / self._v_sum if self._v_sum > 0 else 0.0
+        vwap = pv_sum / v_sum if v_sum > 0 else 0.0
         vwap_dist = math.log(close / vwap) if vwap > 0 else 0.0
-        v_mean, v_sd = self._vol_stats.mean_sd()
         if v_mean > 0 and v_sd > SPREAD_FLOOR * v_mean:
             volume_z = _bounded_z((volume - v_mean) / v_sd, len(self._vol_stats.values))
         else:
             volume_z = 0.0
 
-        target_minute = (bar.open_time_ms // MINUTE_MS + 1) % MINUTES_PER_DAY
-        angle = 2.0 * math.pi * target_minute / MINUTES_PER_DAY
+        tod_sin, tod_cos = _TIME_OF_DAY[(bar.open_time_ms // MINUTE_MS + 1) % MINUTES_PER_DAY]
+        c = len(closes)
         return {
             "ret_1": r,
-            "ret_5": math.log(close / closes[-min(6, len(closes))]),
-            "ret_15": math.log(close / closes[-min(16, len(closes))]),
+            "ret_5": math.log(close / closes[-6 if c > 6 else -c]),
+            "ret_15": math.log(close / closes[-16 if c > 16 else -c]),
             "ret_60": math.log(close / closes[0]),
             "vol_15": vol_15,
             "vol_60": vol_60,
             "vol_1440": vol_1440,
             "rsi_14": rsi,
-            "macd_hist": (macd - self._ema_signal.get()) / close,
+            "macd_hist": (macd - signal) / close,
             "bb_pctb": pctb,
             "atr_14": self._atr / close,
             "vwap_dist": vwap_dist,
             "volume_z": volume_z,
-            "tod_sin": math.sin(angle),
-            "tod_cos": math.cos(angle),
+            "tod_sin": tod_sin,
+            "tod_cos": tod_cos,
             "window_fill": k / LONGEST,
         }

@@ -38,9 +38,11 @@ def _store(container: ContainerClient, key: str) -> PartitionStateStore:
     return PartitionStateStore(container, ModelSigner(key), "ticks", "predict")
 
 
-def _worker(store: PartitionStateStore | None) -> PredictService:
+def _worker(store: PartitionStateStore | None, tick_features: bool = False) -> PredictService:
     """A fresh worker process: cold models, a fixed clock (price events are wall-clock throttled)."""
-    return build_predict_service(None, "default", 0.9, 10.0, clock=lambda: 1_700_000_000_000, state_store=store)
+    worker = build_predict_service(None, "default", 0.9, 10.0, clock=lambda: 1_700_000_000_000, state_store=store)
+    worker.engine.tick_features = tick_features
+    return worker
 
 
 def _deliver(worker: PredictService, start: int, end: int):
@@ -62,8 +64,8 @@ def _events(outputs: list[bytes]) -> list[tuple]:
     return keyed
 
 
-def _reference() -> list[tuple]:
-    worker, out, pos = _worker(None), [], 0
+def _reference(tick_features: bool = False) -> list[tuple]:
+    worker, out, pos = _worker(None, tick_features), [], 0
     while pos < len(BODIES):
         end = min(len(BODIES), pos + 300)
         out += _events(_deliver(worker, pos, end).outputs)
@@ -71,18 +73,17 @@ def _reference() -> list[tuple]:
     return out
 
 
-REFERENCE = None
+REFERENCES: dict[bool, list[tuple]] = {}
 
 
-def reference() -> list[tuple]:
-    global REFERENCE
-    if REFERENCE is None:
-        REFERENCE = _reference()
-    return REFERENCE
+def reference(tick_features: bool = False) -> list[tuple]:
+    if tick_features not in REFERENCES:
+        REFERENCES[tick_features] = _reference(tick_features)
+    return REFERENCES[tick_features]
 
 
-def _compare(got: list[tuple]) -> dict[str, int]:
-    expected = dict(reference())
+def _compare(got: list[tuple], tick_features: bool = False) -> dict[str, int]:
+    expected = dict(reference(tick_features))
     seen: dict[tuple, set[str]] = {}
     for key, body in got:
         seen.setdefault(key, set()).add(body)
@@ -105,16 +106,18 @@ def _only_valid_bars(hub: list[tuple]) -> None:
     assert sum(k[0] == "prediction" for k, _ in hub) > 30
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_kills_at_every_point_of_an_invocation_change_nothing_downstream(blob_container, model_signing_key, seed):
+@pytest.mark.parametrize(("seed", "tick_features"), [(1, False), (2, False), (3, False), (4, True)])
+def test_kills_at_every_point_of_an_invocation_change_nothing_downstream(blob_container, model_signing_key, seed,
+                                                                         tick_features):
+    """With tick features on, the order flow (per tick) is restored too."""
     rng = random.Random(seed)
     store = _store(blob_container, model_signing_key)
-    worker, checkpoint, hub, kills = _worker(store), 0, [], {"before_save": 0, "before_send": 0, "before_checkpoint": 0}
+    worker, checkpoint, hub, kills = _worker(store, tick_features), 0, [], {"before_save": 0, "before_send": 0, "before_checkpoint": 0}
     while checkpoint < len(BODIES):
         end = min(len(BODIES), checkpoint + rng.randint(20, 300))  # batches form anew after each restart
         fate = rng.choices(["ok", "before_save", "before_send", "before_checkpoint"], [3, 1, 1, 1])[0]
         if fate == "before_save":  # died while applying: nothing sent, nothing saved, memory gone
-            _deliver(_worker(None), checkpoint, end)
+            _deliver(_worker(None, tick_features), checkpoint, end)
         else:
             result = _deliver(worker, checkpoint, end)
             if fate != "before_send":
@@ -123,8 +126,8 @@ def test_kills_at_every_point_of_an_invocation_change_nothing_downstream(blob_co
                 checkpoint = end
                 continue
         kills[fate] += 1
-        worker = _worker(_store(blob_container, model_signing_key))
-    report = _compare(hub)
+        worker = _worker(_store(blob_container, model_signing_key), tick_features)
+    report = _compare(hub, tick_features)
     assert min(kills.values()) >= 2, kills
     assert report | {"redelivered": 0} == {"expected": report["expected"], "missing": 0, "conflicting": 0,
                                           "wrong": 0, "unexpected": 0, "redelivered": 0}, (report, kills)

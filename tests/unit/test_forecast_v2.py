@@ -178,3 +178,84 @@ def test_a_forecaster_pickled_before_issue_16_loads_and_forecasts():
         assert lo <= r <= hi and all(math.isfinite(v) for v in (r, lo, hi))
         loaded.learn(x, 1e-3)
     assert isinstance(ReturnForecaster().interval, MondrianInterval)
+
+
+# ----------------------------------------------------------------------------- speed (item 9) and ticks (item 6)
+def test_the_fast_linear_model_computes_what_rivers_pipeline_computes():
+    """``linear.build()`` (plain lists) against River's StandardScaler | LinearRegression, to the last bit."""
+    from shared.forecast.families import linear
+    from shared.forecast.prequential import PrequentialStepper
+
+    bars = _bars(FTX_1M)[:6_000]
+    made = []
+    for regressor in (linear.river_pipeline(), linear.build()):
+        stepper = PrequentialStepper(ReturnForecaster(regressor, name="linear"))
+        out = []
+        for bar in bars:
+            stepper.step(bar)
+            out.append((stepper.pending.predicted, stepper.pending.lower, stepper.pending.upper)
+                       if stepper.pending else None)
+        made.append(out)
+    assert made[0] == made[1] and sum(p is not None and p[0] != b.close for p, b in zip(made[0], bars)) > 4_000
+    clone = pickle.loads(pickle.dumps(stepper))  # the fast model pickles and continues identically
+    for bar in _bars(FTX_1M)[6_000:6_200]:
+        assert clone.step(bar) == stepper.step(bar)
+
+
+def test_bar_features_pickled_with_rivers_ewmean_continue_identically():
+    """Feature state saved before the MACD averages became plain floats (River ``stats.EWMean``) loads."""
+    from river import stats
+
+    from shared.stream.features import MACD_FAST, MACD_SIGNAL, MACD_SLOW, BarFeatures
+
+    bars = _bars(FTX_1M)[:300]
+    f = BarFeatures()
+    fast, slow, signal = (stats.EWMean(2.0 / (n + 1.0)) for n in (MACD_FAST, MACD_SLOW, MACD_SIGNAL))
+    for bar in bars[:200]:
+        f.update(bar)
+        fast.update(bar.close)
+        slow.update(bar.close)
+        signal.update(fast.get() - slow.get())
+    state = f.__getstate__() | {"_ema_fast": fast, "_ema_slow": slow, "_ema_signal": signal}
+    old = BarFeatures.__new__(BarFeatures)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))  # River's EWMean pickles (its state is Rust's)
+    assert [old.update(b) for b in bars[200:]] == [f.update(b) for b in bars[200:]]
+
+
+def test_order_flow_features_reach_the_model_only_when_the_engine_runs_on_ticks():
+    from shared.serving.engine import ForecastEngine
+    from shared.stream.orderflow import OrderFlow
+    from tests.data_files import BTC_SPOT_CSV
+    from ingestor.parsers.recorded import read_recorded
+
+    ticks = [r.tick for r in read_recorded(data_file(BTC_SPOT_CSV)) if r.tick is not None]
+    seen = {}
+    for on in (False, True):
+        engine = ForecastEngine(lambda exchange, symbol: None, tick_features=on, clock=lambda: 0)
+        preds = [e for e in engine.process(ticks) if e.type == "prediction"]
+        state = next(iter(engine.symbols.values()))
+        seen[on] = preds, state
+    (off_preds, off_state), (on_preds, on_state) = seen[False], seen[True]
+    assert off_state.flow is None and "ofi_1" not in off_state.forecaster.regressor.extra
+    # the first minute (seen in part) gives no features at all; every later one carries its flow,
+    # so every label learned came with it
+    learned = on_state.forecaster.regressor.extra
+    assert learned["ofi_1"][0] == on_state.forecaster.steps == len(on_preds) - 1 >= 7
+    assert on_state.flow.complete and not OrderFlow().complete
+    assert -1.0 <= on_state.pending.x["ofi_1"] <= 1.0 and "flow_1" in on_state.pending.x
+    assert len(on_preds) == len(off_preds) and on_preds != off_preds
+    # all-or-nothing: the state round-trips through pickle with its flow
+    clone = pickle.loads(pickle.dumps(on_state))
+    assert clone.flow.minute == on_state.flow.minute and clone.flow.buy == on_state.flow.buy
+
+
+def test_a_stepper_pickled_before_it_had_a_flow_loads_without_one():
+    from shared.forecast.prequential import PrequentialStepper
+
+    stepper = PrequentialStepper(make_forecaster())
+    for bar in _bars(FTX_1M)[:50]:
+        stepper.step(bar)
+    legacy = (None, {k: getattr(stepper, k) for k in ("forecaster", "features", "pending", "resolved", "gaps", "_x")})
+    old = PrequentialStepper.__new__(PrequentialStepper)
+    old.__setstate__(legacy)
+    assert old.flow is None and old.step(_bars(FTX_1M)[50]) == stepper.step(_bars(FTX_1M)[50])

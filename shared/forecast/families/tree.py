@@ -35,7 +35,7 @@ GRACE_PERIOD = 1_000
 
 def build(max_abs_z: float | None = None):
     """Return a fresh River regressor of this family (unfitted), for inputs :data:`INPUTS`."""
-    leaf = linear.build(max_abs_z)  # the leaf model is the ``linear`` family's regressor
+    leaf = linear.river_pipeline(max_abs_z)  # the ``linear`` family's model as a River estimator (cloned per leaf)
     return compose.Pipeline(
         tree.HoeffdingTreeRegressor(grace_period=GRACE_PERIOD, leaf_prediction="adaptive", leaf_model=leaf),
     )
