@@ -169,14 +169,19 @@ def test_damaged_candidate_is_refused_before_unpickling_and_the_champion_stays(m
     assert record["promoted"] is False and record["reason"] == decision.reason
 
 
-def test_worse_challenger_from_a_real_retrain_is_not_promoted(history_store, model_registry, real_bars):
-    bars = shifted(real_bars[:1200], current_minute_ms() - MINUTE_MS)
+def _stored_bars_and_fallback_champion(history_store, model_registry, real_bars, n: int):
+    """``n`` real bars ending now in the store, and a champion of ``default`` trained on the first 600."""
+    bars = shifted(real_bars[:n], current_minute_ms() - MINUTE_MS)
     history_store.upsert_bars(bars)
     champion = ReturnForecaster()
     Prequential(champion).feed(bars[:600])
     meta = model_registry.save("default", champion, training_start_ms=0, training_end_ms=1, feature_names=FEATURE_NAMES)
     model_registry.set_current("default", meta.version)
+    return meta
 
+
+def test_worse_challenger_from_a_real_retrain_is_not_promoted(history_store, model_registry, real_bars):
+    meta = _stored_bars_and_fallback_champion(history_store, model_registry, real_bars, 1200)
     [outcome] = RetrainService(history_store, model_registry, [(EXCHANGE, SYMBOL)], min_bars=500,
                                holdout_minutes=200, new_forecaster=BiasedForecaster).run()
     holdout = outcome.extra["holdout"]
@@ -212,12 +217,7 @@ def test_a_challenger_needs_the_margin_and_the_record_carries_the_statistic(mode
 
 
 def test_a_retrain_against_a_champion_writes_the_paired_comparison(history_store, model_registry, real_bars):
-    bars = shifted(real_bars[:1500], current_minute_ms() - MINUTE_MS)
-    history_store.upsert_bars(bars)
-    champion = ReturnForecaster()
-    Prequential(champion).feed(bars[:600])
-    meta = model_registry.save("default", champion, training_start_ms=0, training_end_ms=1, feature_names=FEATURE_NAMES)
-    model_registry.set_current("default", meta.version)
+    _stored_bars_and_fallback_champion(history_store, model_registry, real_bars, 1500)
     [outcome] = RetrainService(history_store, model_registry, [(EXCHANGE, SYMBOL)], min_bars=500,
                                holdout_minutes=240).run()
     test = outcome.extra["holdout"]["comparison"]
