@@ -190,24 +190,15 @@ def run(
         if azurite is None:
             azurite = stack.enter_context(AzuriteServer(in_memory=True))
         say(f"Tansu broker on {broker.bootstrap_servers}; Azurite blob service on {azurite.blob_endpoint}")
-        from shared.settings import LOCAL, SETTINGS, LocalSettings
+        from shared.settings import LocalSettings
 
-        settings_env = {
-            # every documented default, as the app settings the binding expressions resolve against
-            # (the local stack's own settings are not app settings: they keep the caller's values)
-            **{name: s.default for name, s in SETTINGS.items() if s.default and s.used_by != (LOCAL,)},
-            "TICKS_HUB_NAME": "ticks",
-            "PREDICTIONS_HUB_NAME": "predictions",
-            "DEADLETTER_HUB_NAME": "deadletter",
-            "PREDICT_CONSUMER_GROUP": "predict",
-            "ARCHIVE_CONSUMER_GROUP": "archive",
-            "MODEL_STORAGE": azurite.connection_string,
-            "MODEL_SIGNING_KEY": os.urandom(32).hex(),  # one random model-signing key per run
-            "STATE_CONTAINER": f"predict-state-{os.urandom(4).hex()}",  # and predict's state, per run
-            "HISTORY_SQLITE_PATH": str(workdir / "history.sqlite3"),
-            **LIFECYCLE_ENV,
-            **(env or {}),
-        }
+        from local_stack.appsettings import local_app_settings
+
+        # every documented default, as the app settings the binding expressions resolve against (the
+        # local stack's own settings are not app settings: they keep the caller's values); a random
+        # model-signing key and state container per run
+        settings_env = local_app_settings(azurite.connection_string, history_sqlite_path=workdir / "history.sqlite3",
+                                          overrides={**LIFECYCLE_ENV, **(env or {})})
         stack.enter_context(_environment(settings_env))
         local = LocalSettings.from_env()
         stack.enter_context(_lifecycle_log(say))

@@ -21,8 +21,6 @@ the end of the session; its data directory lives under pytest's base temp.
 from __future__ import annotations
 
 import getpass
-import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,40 +32,14 @@ import pymysql
 import pytest
 from pytest_mysql import factories
 
+from local_stack.mariadb import BINARIES, INSTALL_ADVICE, SERVER_PARAMS, create_account
+
 if TYPE_CHECKING:
     from shared.storage.history import HistoryStore
 
-INSTALL_ADVICE = (
-    "MariaDB is not installed: run `make test` (it installs mariadb-server) "
-    "or `sudo apt-get install mariadb-server`"
-)
-"""Message of the failure when the MariaDB binaries are missing."""
-
 TEST_USER = "tickcast"
 TEST_PASSWORD = "tickcast-test"
-_SEARCH_PATH = os.pathsep.join(
-    filter(None, [os.environ.get("PATH"), "/usr/local/sbin", "/usr/sbin", "/sbin"])
-)
 _SOCKET_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes on Linux, including the NUL
-
-
-def _which(*names: str) -> str | None:
-    """The first of ``names`` found on PATH or in the sbin directories."""
-    for name in names:
-        found = shutil.which(name, path=_SEARCH_PATH)
-        if found:
-            return found
-    return None
-
-
-BINARIES: dict[str, str | None] = {
-    "mariadbd": _which("mariadbd", "mysqld"),
-    "mariadb-install-db": _which("mariadb-install-db", "mysql_install_db"),
-    # pytest-mysql's server command line includes --skip-syslog, an option of the safe wrapper only
-    "mariadbd-safe": _which("mariadbd-safe", "mysqld_safe"),
-    "mariadb-admin": _which("mariadb-admin", "mysqladmin"),
-}
-"""Where the MariaDB programs are (``None`` if not found)."""
 
 # The OS user owns the data directory and, through unix_socket authentication,
 # is the server's administrator: root in CI, the developer's own account elsewhere.
@@ -81,10 +53,7 @@ mariadb_proc = factories.mysql_proc(
     host="127.0.0.1",
     user=_OS_USER,
     port=None,  # any free port
-    params=(
-        "--skip-name-resolve --innodb-buffer-pool-size=32M --innodb-log-file-size=16M "
-        "--innodb-flush-log-at-trx-commit=2 --innodb-doublewrite=0 --skip-log-bin"
-    ),
+    params=SERVER_PARAMS,
 )
 """pytest-mysql's session-scoped process fixture; use :func:`mariadb_server` instead."""
 
@@ -143,10 +112,7 @@ def mariadb_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
         start_seconds=time.perf_counter() - started,
     )
     with server.admin_connection() as conn, conn.cursor() as cur:
-        # --skip-name-resolve: TCP clients match by address; localhost is the socket.
-        for host in ("127.0.0.1", "::1", "localhost"):
-            cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (TEST_USER, host, TEST_PASSWORD))
-            cur.execute("GRANT ALL PRIVILEGES ON *.* TO %s@%s", (TEST_USER, host))
+        create_account(cur, TEST_USER, TEST_PASSWORD)
     return server
 
 
