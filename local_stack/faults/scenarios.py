@@ -62,7 +62,7 @@ class Plan:
 
     replay: Path
     limit: int | None = None
-    speed: dict[str, float] = field(default_factory=lambda: {"default": 60.0, "kill": 15.0})
+    speed: dict[str, float] = field(default_factory=lambda: {"default": 60.0, "kill": 6.0})
     kills: int = 10
     fuzz: int = 10_000
     outage_s: float = 10.0

@@ -90,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--history", type=Path, default=DEFAULT_HISTORY, help="one-minute bars for the initial model")
     p.add_argument("--limit", type=int, default=None, help="replay only the first N trades")
     p.add_argument("--speed", type=float, default=60.0, help="replay speed of the scenarios but kill (default 60)")
-    p.add_argument("--kill-speed", type=float, default=15.0, help="replay speed of the kill scenario (default 15)")
+    p.add_argument("--kill-speed", type=float, default=6.0,
+                   help="replay speed of the kill scenario (default 6: ten kills and restarts fit in the replay)")
     p.add_argument("--kills", type=int, default=10, help="SIGKILLs of the functions process (default 10)")
     p.add_argument("--fuzz", type=int, default=10_000, help="fuzzed messages per hub (default 10,000)")
     p.add_argument("--outage", type=float, default=10.0, help="seconds Azurite, then MariaDB, stay down")
