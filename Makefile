@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 ARGS ?=
 
-.PHONY: run live test test-unit lint bench faults web check-tools mariadb chromium clean
+.PHONY: run live test test-unit lint bench bench-pipeline faults web check-tools mariadb chromium clean
 
 check-tools:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tickcast needs Python >= 3.11 (found " + sys.version.split()[0] + ")")'
@@ -72,6 +72,12 @@ bench: $(STAMP)
 	$(PY) bench/engine_throughput.py
 	$(PY) bench/forecast_throughput.py
 	$(PY) bench/cold_start.py
+
+# The whole pipeline on one Tansu broker (about 5 min): bare round trip, tick -> prediction, drain, in
+# process, footprint with 1,000 symbols, ingestor rates, and the same job in Quix Streams (its own venv,
+# .venv-peers, made on first use from bench/peers/requirements.txt). See docs/sizing.md.
+bench-pipeline: $(STAMP) $(NODE_STAMP)
+	$(PY) bench/pipeline.py $(ARGS)
 
 # The fault-injection suite (local_stack/faults): the functions against real Tansu, Azurite and MariaDB,
 # with SIGKILLs, outages, a frozen broker and fuzzed messages; prints a table, writes reports/faults.{json,md}.
