@@ -19,20 +19,13 @@ import time
 from pathlib import Path
 
 from local_stack.tansu import free_port
-from tests.integration.test_ingestor_live import wait_for
+from tests.integration.test_ingestor_live import health, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _readyz(port: int) -> tuple[int, dict]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return health(port, "/readyz")
 
 
 def test_refused_connects_are_logged_counted_and_named_by_readyz(tmp_path):

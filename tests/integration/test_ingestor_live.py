@@ -74,9 +74,10 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 20.0,
         consumer.close()
 
 
-def health(port: int) -> tuple[int, dict]:
+def health(port: int, path: str = "/healthz") -> tuple[int, dict]:
+    """``(status, JSON body)`` of the ingestor's health endpoint ``path`` (``/healthz`` or ``/readyz``)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
