@@ -176,10 +176,10 @@ class PartitionStateStore:
         pickle.PicklingError, TypeError, AttributeError
             The snapshot cannot be pickled.
         """
-        blob = self.encode(self.signer, self.hub, self.group, partition, seq, snapshot, self.clock())
-        if not self.backoff.ready():
+        if not self.backoff.ready():  # checked first: no pickling on the batch path while storage is down
             self.skipped += 1
             return False
+        blob = self.encode(self.signer, self.hub, self.group, partition, seq, snapshot, self.clock())
         try:
             try:
                 self.container.upload_blob(self.blob_name(partition), blob, overwrite=True, content_settings=BINARY)
