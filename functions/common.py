@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import logging
@@ -54,14 +55,15 @@ def reset_all() -> None:
 
 
 def raw_events(hub: str, events: list[func.EventHubEvent]) -> list[RawEvent]:
-    """Wrap Event Hub events as :class:`RawEvent` with a position: hub, partition key, sequence, offset."""
-    return [
-        RawEvent(
-            e.get_body(),
-            f"{hub}[{i}] key={e.partition_key} seq={e.sequence_number} offset={e.offset}",
-        )
-        for i, e in enumerate(events)
-    ]
+    """Wrap Event Hub events as :class:`RawEvent` with a position: hub, partition key, sequence, offset.
+
+    The position is formatted only when read (a dead letter, a log line): a valid event costs none.
+    """
+    return [RawEvent(e.get_body(), partial(_position, hub, i, e)) for i, e in enumerate(events)]
+
+
+def _position(hub: str, i: int, e: func.EventHubEvent) -> str:
+    return f"{hub}[{i}] key={e.partition_key} seq={e.sequence_number} offset={e.offset}"
 
 
 def as_text(events: list[bytes]) -> list[str]:

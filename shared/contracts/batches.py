@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.contracts.events import DeadLetter, encode
@@ -17,12 +18,42 @@ from shared.contracts.events import DeadLetter, encode
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
 class RawEvent:
-    """One event as received: ``body`` (UTF-8 JSON bytes) and ``position`` (e.g. ``ticks/3@1042``)."""
+    """One event as received: ``body`` (UTF-8 JSON bytes) and ``position`` (e.g. ``ticks/3@1042``).
 
-    body: bytes
-    position: str
+    ``position`` may be given as a callable of no arguments: it is then formatted the first time it
+    is read (a dead letter or a log line), so that a batch of valid events formats none.
+
+    Examples
+    --------
+    >>> RawEvent(b"{}", lambda: "ticks[0]").position
+    'ticks[0]'
+    """
+
+    __slots__ = ("body", "_position")
+
+    def __init__(self, body: bytes, position: str | Callable[[], str]) -> None:
+        self.body = body
+        self._position = position
+
+    @property
+    def position(self) -> str:
+        """Where the event came from (hub, partition, sequence number, offset, or a line)."""
+        position = self._position
+        if not isinstance(position, str):
+            position = self._position = position()
+        return position
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RawEvent):
+            return NotImplemented
+        return (self.body, self.position) == (other.body, other.position)
+
+    def __hash__(self) -> int:
+        return hash((self.body, self.position))
+
+    def __repr__(self) -> str:
+        return f"RawEvent(body={self.body!r}, position={self.position!r})"
 
 
 @dataclass

@@ -43,6 +43,7 @@ from shared.contracts.events import Bar, Prediction, Tick
 from shared.stream.features import BarFeatures
 from shared.forecast.forecaster import ReturnForecaster, make_forecaster
 from shared.forecast.prequential import Forecast, PrequentialStepper
+from shared.lifecycle.registry.layout import PICKLE_PROTOCOL
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,23 @@ class SymbolState(PrequentialStepper):
         self.partial = partial
 
 
+def pickle_core(state: SymbolState) -> bytes:
+    """The model-side state of ``state`` pickled: ``(features, forecaster, pending, resolved, gaps,
+    model_version)`` (the format of :attr:`shared.serving.partitions.SymbolSnapshot.core`)."""
+    return pickle.dumps((state.features, state.forecaster, state.pending, state.resolved, state.gaps,
+                         state.model_version), protocol=PICKLE_PROTOCOL)
+
+
+def _core_marker(state: SymbolState, minute: int | None) -> tuple:
+    return (minute, state.resolved, state.gaps, state.model_version, id(state))
+
+
+def unpickle_core(state: SymbolState, core: bytes) -> None:
+    """Put the model-side state pickled by :func:`pickle_core` back into ``state``."""
+    (state.features, state.forecaster, state.pending, state.resolved, state.gaps,
+     state.model_version) = pickle.loads(core)
+
+
 @dataclass
 class ForecastEngine:
     """Turns batches of ticks into bar and prediction events.
@@ -193,6 +211,32 @@ class ForecastEngine:
         if not hasattr(self.model_source, "initial"):
             self.model_source = StaticModels(self.model_source)  # type: ignore[arg-type]
         self.provider: ModelProvider = self.model_source  # type: ignore[assignment]
+        self.cores: dict[tuple[str, str], tuple[tuple, bytes]] = {}
+        """``(exchange, symbol)`` -> (marker, :func:`pickle_core` bytes): the model-side state pickled
+        once per bar, shared by the bar close's rollback and the partition-state save."""
+
+    def core_bytes(self, key: tuple[str, str], state: SymbolState, minute: int | None) -> bytes:
+        """``state``'s model-side state pickled (:func:`pickle_core`), cached until it changes.
+
+        The model-side state changes only at a bar close (or when a state is restored), so the
+        cache is keyed by ``minute`` (the open time, ms since epoch UTC, of the bar in progress when
+        the state was consistent), the resolved and gap counts, the model version and the state
+        object: a bar close's rollback snapshot and the next partition-state save then cost one
+        pickling between them instead of two.
+        """
+        marker = _core_marker(state, minute)
+        cached = self.cores.get(key)
+        if cached is None or cached[0] != marker:
+            cached = self.cores[key] = (marker, pickle_core(state))
+        return cached[1]
+
+    def adopt_core(self, key: tuple[str, str], state: SymbolState, core: bytes) -> None:
+        """Take ``core`` (:func:`pickle_core` bytes) as the current pickled form of ``state`` (restored from it)."""
+        self.cores[key] = (_core_marker(state, state.builder.open_minute_ms), core)
+
+    def step(self, tick: Tick, rejected: list[tuple[int, str, str]] | None = None) -> list[Bar | Prediction]:
+        """:meth:`process` of one tick (the per-event path of ``predict``); same contract."""
+        return self.process((tick,), rejected)
 
     def _state(self, tick: Tick) -> SymbolState:
         key = (tick.exchange, tick.symbol)
@@ -282,10 +326,9 @@ class ForecastEngine:
         """
         saved_stats = dataclasses.replace(self.stats)
         saved_stats.ticks -= 1
+        key = (bar.exchange, bar.symbol)
         try:
-            saved = pickle.dumps(
-                (state.features, state.forecaster, state.pending, state.gaps, state.resolved, state.model_version)
-            )
+            saved = self.core_bytes(key, state, bar.open_time_ms)
         except Exception:
             vars(self.stats).update(vars(saved_stats))
             state.builder.reopen(bar, last_id)
@@ -296,8 +339,7 @@ class ForecastEngine:
         except Exception:
             vars(self.stats).update(vars(saved_stats))
             state.builder.reopen(bar, last_id)
-            (state.features, state.forecaster, state.pending, state.gaps, state.resolved,
-             state.model_version) = pickle.loads(saved)
+            unpickle_core(state, saved)
             raise
 
     def _on_bar_close(self, state: SymbolState, bar: Bar, closing_ingest_ms: int) -> Prediction | None:

@@ -77,7 +77,11 @@ class PartitionSnapshot:
     seq : highest sequence number applied.
     symbols : ``(exchange, symbol)`` -> :class:`SymbolSnapshot`, for every symbol of the partition.
     feed : the tick gate's feed reference at save time.
-    applied : ``(seq, outputs)`` of the events of the newest batch, re-emitted on redelivery.
+    applied : ``(seq, outputs)`` of the events of the newest batch that produced something (outputs,
+        a dead letter or a price update), re-emitted on redelivery.
+    applied_from : the first sequence number of the newest batch; its events without an entry in
+        ``applied`` produced nothing (``None`` in states saved before this field: ``applied`` then
+        lists every event of the batch).
     partial : the partition's state had lost ticks (symbols first seen later start partial).
     """
 
@@ -87,16 +91,7 @@ class PartitionSnapshot:
     feed: Any = None
     applied: list[tuple[int, Applied]] = field(default_factory=list)
     partial: bool = False
-
-
-def _core(state: SymbolState) -> bytes:
-    return pickle.dumps((state.features, state.forecaster, state.pending, state.resolved, state.gaps,
-                         state.model_version), protocol=PICKLE_PROTOCOL)
-
-
-def _core_marker(state: SymbolState) -> tuple:
-    """Changes whenever the model-side state can have changed: only at a bar close (or a restore)."""
-    return (state.builder.open_minute_ms, state.resolved, state.gaps, state.model_version, id(state))
+    applied_from: int | None = None
 
 
 class PartitionTracker:
@@ -122,7 +117,6 @@ class PartitionTracker:
         self.owner: dict[Key, str] = {}
         self.partial: set[str] = set()
         self._expected: dict[str, int] = {}  # partition -> next sequence number this worker expects
-        self._cores: dict[Key, tuple[tuple, bytes]] = {}
         self.counts: dict[str, int] = dict.fromkeys(
             ("restored", "fresh", "moved", "state_gap", "state_unavailable", "state_refused", "saved",
              "save_failed"), 0)
@@ -181,7 +175,7 @@ class PartitionTracker:
             del self.owner[key]
             self.engine.symbols.pop(key, None)
             self.gate.forget(key)
-            self._cores.pop(key, None)
+            self.engine.cores.pop(key, None)
         self.applied.forget(partition)
         self.partial.discard(partition)
         self._expected.pop(partition, None)
@@ -198,11 +192,11 @@ class PartitionTracker:
             self.engine.symbols[key] = state
             self.gate.restore(key, saved.gate)
             self.owner[key] = partition
-            self._cores[key] = (_core_marker(state), saved.core)
+            self.engine.adopt_core(key, state, saved.core)
         self.gate.restore_feed(snapshot.feed)
         if snapshot.partial:
             self.partial.add(partition)
-        self.applied.restore(partition, snapshot.seq, snapshot.applied)
+        self.applied.restore(partition, snapshot.seq, snapshot.applied, snapshot.applied_from)
         self._expected[partition] = snapshot.seq + 1
 
     def owns(self, key: Key, partition: str | None) -> bool:
@@ -223,8 +217,9 @@ class PartitionTracker:
         """Events of ``partition`` up to ``seq`` are applied (or set aside)."""
         self._expected[partition] = max(self._expected.get(partition, 0), seq + 1)
 
-    def commit(self, partition: str, batch: list[tuple[int, Applied]]) -> bool:
-        """Save ``partition``'s state with the outputs of its newest ``batch``; return whether saved.
+    def commit(self, partition: str, batch: list[tuple[int, Applied]], first_seq: int | None = None) -> bool:
+        """Save ``partition``'s state with the outputs of its newest ``batch`` (the events from ``first_seq``,
+        default the first of ``batch``, that produced something); return whether saved.
 
         Called at the end of a batch, before the invocation returns. A failed save is counted and
         logged (the breaker of the store skips the next ones), never raised.
@@ -232,16 +227,14 @@ class PartitionTracker:
         if self.store is None or partition not in self._expected:
             return False
         snapshot = PartitionSnapshot(partition, self._expected[partition] - 1, feed=self.gate.feed,
-                                     applied=batch, partial=partition in self.partial)
+                                     applied=batch, partial=partition in self.partial,
+                                     applied_from=first_seq if first_seq is not None or not batch else batch[0][0])
         for key, owner in self.owner.items():
             state = self.engine.symbols.get(key)
             if owner != partition or state is None:
                 continue
-            marker = _core_marker(state)
-            cached = self._cores.get(key)
-            if cached is None or cached[0] != marker:
-                cached = self._cores[key] = (marker, _core(state))
-            snapshot.symbols[key] = SymbolSnapshot(state.builder, cached[1], self.gate.export(key), state.partial,
+            core = self.engine.core_bytes(key, state, state.builder.open_minute_ms)
+            snapshot.symbols[key] = SymbolSnapshot(state.builder, core, self.gate.export(key), state.partial,
                                                    state.flow)
         try:
             saved = self.store.save(partition, snapshot.seq, snapshot)

@@ -153,7 +153,7 @@ class PredictService:
         attributed to one event (none known).
         """
         result = BatchResult()
-        events = list(batch)
+        events = batch if isinstance(batch, list) else list(batch)
         ids = list(ids) if ids is not None else [None] * len(events)
         firsts: dict[str, int] = {}
         for event_id in ids:
@@ -161,94 +161,131 @@ class PredictService:
                 firsts[event_id[0]] = event_id[1]
         for partition, first_seq in firsts.items():  # state current before any lookup (may restore it)
             self.partitions.begin(partition, first_seq)
-        done: list[Applied] = []
-        batches: dict[str, list[tuple[int, Applied]]] = {p: [] for p in firsts}
-        advanced: set[str] = set()  # partitions with an event applied in this call
-        fresh: dict[tuple[str, str], Applied] = {}  # newest applied tick of each symbol -> its record
-        for raw, event_id in zip(events, ids):
-            known = self.applied.lookup(event_id) if event_id is not None else None
-            if known is EVICTED:
-                result.counts["redelivered_uncached"] += 1
-                log.warning("skipped %s event at %s: applied before, its outputs are no longer kept",
-                            self.source, raw.position)
-                continue
-            if isinstance(known, Applied):
-                result.counts["replayed"] += 1
-                done.append(known)
-                batches[event_id[0]].append((event_id[1], known))
-                continue
-            applied = self._apply(raw, result, fresh, event_id[0] if event_id is not None else None)
-            done.append(applied)
-            if event_id is not None:
-                self.applied.remember(event_id, applied)
-                self.partitions.applied_through(*event_id)
-                advanced.add(event_id[0])
-                batches[event_id[0]].append((event_id[1], applied))
-        if self.prices is not None:
-            now = self.clock()
-            for (exchange, symbol), applied in fresh.items():
-                if self.prices.admit(exchange, symbol, now):
-                    price, event_time_ms = result.latest_prices[(exchange, symbol)]
-                    applied.price = encode(PriceUpdate(exchange, symbol, price, event_time_ms, now))
-        for partition in advanced:  # state saved with the batch's outputs before the invocation returns
-            self.partitions.commit(partition, batches[partition])
-        for applied in done:
-            result.outputs.extend(applied.outputs)
+        known_events = self.applied
+        done: list[tuple[int, Applied]] = []  # (index in the batch, result) of events that produced something
+        batches: dict[str, list[tuple[int, Applied]]] = {p: [] for p in firsts}  # the same by (seq, result)
+        spans: dict[str, list[int]] = {}  # partition -> [first, last] sequence number applied in this call
+        fresh: dict[tuple[str, str], tuple[int, EventId | None, Applied | None]] = {}  # newest price's tick
+        try:
+            for index, event_id in enumerate(ids):
+                if event_id is not None:
+                    known = known_events.lookup(event_id)
+                    if known is EVICTED:
+                        result.counts["redelivered_uncached"] += 1
+                        log.warning("skipped %s event at %s: applied before, its outputs are no longer kept",
+                                    self.source, events[index].position)
+                        continue
+                    if known is not None:
+                        result.counts["replayed"] += 1
+                        if known.outputs or known.deadletter is not None or known.price is not None:
+                            done.append((index, known))
+                            batches[event_id[0]].append((event_id[1], known))
+                        continue
+                    span = spans.get(event_id[0])
+                    if span is None:
+                        spans[event_id[0]] = [event_id[1], event_id[1]]
+                    else:
+                        span[1] = event_id[1]
+                applied = self._apply(events[index], result, fresh, index, event_id)
+                if applied is not None:
+                    done.append((index, applied))
+                    if event_id is not None:
+                        batches[event_id[0]].append((event_id[1], applied))
+            if self.prices is not None and fresh:
+                now = self.clock()
+                for (exchange, symbol), (index, event_id, applied) in fresh.items():
+                    if self.prices.admit(exchange, symbol, now):
+                        price, event_time_ms = result.latest_prices[(exchange, symbol)]
+                        if applied is None:  # the tick produced nothing else
+                            applied = Applied()
+                            done.append((index, applied))
+                            if event_id is not None:
+                                batches[event_id[0]].append((event_id[1], applied))
+                        applied.price = encode(PriceUpdate(exchange, symbol, price, event_time_ms, now))
+                done.sort(key=_first)
+                for entries in batches.values():
+                    entries.sort(key=_first)
+        finally:  # what was applied is remembered even if something unforeseen raised mid-batch
+            for partition, (first, last) in spans.items():
+                known_events.remember_batch(partition, first, last, [e for e in batches[partition] if e[0] >= first])
+                self.partitions.applied_through(partition, last)
+        for partition in spans:  # state saved with the batch's outputs before the invocation returns
+            self.partitions.commit(partition, batches[partition], firsts[partition])
+        outputs, deadletters = result.outputs, result.deadletters
+        prices = 0
+        for _, applied in done:
+            outputs.extend(applied.outputs)
             if applied.deadletter is not None:
-                result.deadletters.append(applied.deadletter)
-        result.outputs.extend(a.price for a in done if a.price is not None)
-        result.counts["prices"] += sum(a.price is not None for a in done)
+                deadletters.append(applied.deadletter)
+        for _, applied in done:
+            if applied.price is not None:
+                outputs.append(applied.price)
+                prices += 1
+        result.counts["prices"] += prices
         return result
 
-    def _apply(self, raw: RawEvent, result: BatchResult, fresh: dict[tuple[str, str], Applied],
-               partition: str | None = None) -> Applied:
-        """Decode ``raw`` (from ``partition``) and feed it to the engine; count it in ``result`` and
-        return what it produced."""
-        applied = Applied()
+    def _apply(self, raw: RawEvent, result: BatchResult,
+               fresh: dict[tuple[str, str], tuple[int, EventId | None, Applied | None]], index: int,
+               event_id: EventId | None) -> Applied | None:
+        """Decode ``raw`` (event ``index`` of the batch, at ``event_id``) and feed it to the engine;
+        count it in ``result``; return what it produced (``None``: nothing), noting in ``fresh`` a
+        tick that became its symbol's newest price."""
         try:
             tick: Tick = decode_tick(raw.body)
         except MalformedEventError as exc:
-            result.set_aside(self.source, raw, str(exc))
-            applied.deadletter = result.deadletters.pop()
-            return applied
+            return self._set_aside(result, raw, str(exc), "malformed")
         key = (tick.exchange, tick.symbol)
-        if not self.partitions.owns(key, partition):
-            result.set_aside(self.source, raw, f"{tick.exchange} {tick.symbol} belongs to "
-                             f"{self.partitions.owner[key]}, not {partition}", "wrong_partition")
-            applied.deadletter = result.deadletters.pop()
-            return applied
+        partition = event_id[0] if event_id is not None else None
+        owner = self.partitions.owner.get(key)
+        if partition is not None and owner is not None and owner != partition:
+            return self._set_aside(result, raw, f"{tick.exchange} {tick.symbol} belongs to {owner}, not {partition}",
+                                   "wrong_partition")
         verdict = self.gate.check(tick)
         if verdict is not None:
-            counter, reason = verdict
-            result.set_aside(self.source, raw, reason, counter)
-            applied.deadletter = result.deadletters.pop()
-            return applied
+            return self._set_aside(result, raw, verdict[1], verdict[0])
         rejected: list[tuple[int, str, str]] = []
-        created = key not in self.engine.symbols
+        engine = self.engine
+        created = key not in engine.symbols
         try:
-            events = self.engine.process([tick], rejected)
-            outputs = [encode(event) for event in events]
+            events = engine.step(tick, rejected)
+            outputs = [encode(event) for event in events] if events else None
         except Exception as exc:  # one event's failure (model lookup, features, model) never blocks the batch
             log.exception("engine failed on %s event at %s", self.source, raw.position)
-            result.set_aside(self.source, raw, f"engine error: {type(exc).__name__}: {str(exc)[:300]}", "engine_error")
-            applied.deadletter = result.deadletters.pop()
-            return applied
-        self.partitions.claim(key, partition, created)
-        result.counts["ticks"] += 1
-        for event, encoded in zip(events, outputs):
-            applied.outputs.append(encoded)
-            result.counts[event.type + "s"] += 1
+            return self._set_aside(result, raw, f"engine error: {type(exc).__name__}: {str(exc)[:300]}",
+                                   "engine_error")
+        if partition is not None and (owner is None or created):
+            self.partitions.claim(key, partition, created)
+        counts = result.counts
+        counts["ticks"] += 1
+        applied = None
+        if outputs:
+            applied = Applied(outputs)
+            for event in events:
+                counts[event.type + "s"] += 1
         if rejected:
             _, counter, reason = rejected[0]
-            result.set_aside(self.source, raw, reason, counter)
-            applied.deadletter = result.deadletters.pop()
-        else:
-            known = result.latest_prices.get(key)
-            self.gate.accept(tick)
-            result.note_price(tick.exchange, tick.symbol, tick.price, tick.event_time_ms)
-            if result.latest_prices[key] != known:
-                fresh[key] = applied
+            dead = self._set_aside(result, raw, reason, counter)
+            if applied is None:
+                return dead
+            applied.deadletter = dead.deadletter
+            return applied
+        self.gate.accept(tick)
+        latest = result.latest_prices
+        known = latest.get(key)
+        time_ms = tick.event_time_ms
+        if known is None or (time_ms >= known[1] and (tick.price, time_ms) != known):
+            latest[key] = (tick.price, time_ms)
+            fresh[key] = (index, event_id, applied)
         return applied
+
+    def _set_aside(self, result: BatchResult, raw: RawEvent, reason: str, counter: str) -> Applied:
+        """Count and dead-letter ``raw``; its result is the dead letter alone."""
+        result.set_aside(self.source, raw, reason, counter)
+        return Applied(deadletter=result.deadletters.pop())
+
+
+def _first(entry: tuple[int, Applied]) -> int:
+    return entry[0]
 
 
 def build_predict_service(

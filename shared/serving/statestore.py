@@ -98,6 +98,7 @@ class PartitionStateStore:
         self.saved = 0
         self.failed = 0
         self.skipped = 0
+        self._blobs: dict[str, Any] = {}  # partition -> its BlobClient, built once (not per save)
 
     def blob_name(self, partition: str) -> str:
         """``<hub>/<group>/<partition>.state`` (characters outside ``[A-Za-z0-9._-]`` become ``_``)."""
@@ -180,12 +181,15 @@ class PartitionStateStore:
             self.skipped += 1
             return False
         blob = self.encode(self.signer, self.hub, self.group, partition, seq, snapshot, self.clock())
+        client = self._blobs.get(partition)
+        if client is None:
+            client = self._blobs[partition] = self.container.get_blob_client(self.blob_name(partition))
         try:
             try:
-                self.container.upload_blob(self.blob_name(partition), blob, overwrite=True, content_settings=BINARY)
+                client.upload_blob(blob, overwrite=True, content_settings=BINARY)
             except ResourceNotFoundError:  # ContainerNotFound: a deployment that predates the container
                 self.ensure_container()
-                self.container.upload_blob(self.blob_name(partition), blob, overwrite=True, content_settings=BINARY)
+                client.upload_blob(blob, overwrite=True, content_settings=BINARY)
         except AzureError as exc:
             self.failed += 1
             delay = self.backoff.failed()

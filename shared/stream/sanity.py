@@ -170,8 +170,11 @@ class TickGate:
                 ref.event_ms, ref.ingest_ms = tick.event_time_ms, tick.ingest_time_ms
             if tick.trade_id is not None and (ref.trade_id is None or tick.trade_id > ref.trade_id):
                 ref.trade_id = tick.trade_id
-        if self._feed is None or tick.event_time_ms >= self._feed.event_ms:
+        feed = self._feed
+        if feed is None:
             self._feed = _Mark(tick.event_time_ms, tick.ingest_time_ms, None)
+        elif tick.event_time_ms >= feed.event_ms:  # in place: one tick, no allocation
+            feed.event_ms, feed.ingest_ms = tick.event_time_ms, tick.ingest_time_ms
 
     def export(self, key: tuple[str, str]) -> tuple[_Mark | None, _Mark | None]:
         """The gate's state of one ``(exchange, symbol)``: its reference mark and its pending refused jump."""
