@@ -181,12 +181,13 @@ class PredictService:
                             done.append((index, known))
                             batches[event_id[0]].append((event_id[1], known))
                         continue
+                applied = self._apply(events[index], result, fresh, index, event_id)
+                if event_id is not None:  # applied (or set aside): only now is it remembered
                     span = spans.get(event_id[0])
                     if span is None:
                         spans[event_id[0]] = [event_id[1], event_id[1]]
                     else:
                         span[1] = event_id[1]
-                applied = self._apply(events[index], result, fresh, index, event_id)
                 if applied is not None:
                     done.append((index, applied))
                     if event_id is not None:

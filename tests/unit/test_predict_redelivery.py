@@ -119,3 +119,59 @@ def test_event_ids_name_the_partition_from_the_trigger_metadata_else_the_partiti
              func.EventHubEvent(body=b"{}", sequence_number=8), func.EventHubEvent(body=b"{}", partition_key="x")]
     assert event_ids(local) == [("key BTC/USD", 7), None, None]
     assert event_ids([]) == []
+
+
+# --------------------------------------------------------------------- the results kept per partition
+def test_only_events_that_produced_something_are_stored_and_the_rest_replay_as_nothing():
+    from shared.serving.redelivery import EVICTED, Applied
+
+    seen = AppliedEvents(window=5)
+    bar = Applied([b"bar"])
+    seen.remember_batch("p", 10, 13, [(10, Applied()), (12, bar)])  # 10 carries nothing: not stored
+    assert seen.since("p", 0) == [(12, bar)]
+    assert seen.lookup(("p", 12)) is bar
+    assert seen.lookup(("p", 11)) == Applied() and seen.lookup(("p", 14)) is None
+    seen.remember_batch("p", 14, 16, [])  # the window (5) now starts at 12
+    assert seen.lookup(("p", 11)) is EVICTED and seen.lookup(("p", 12)) is bar
+    seen.remember_batch("p", 17, 17, [])  # 12 leaves the window, and its stored result with it
+    assert seen.lookup(("p", 12)) is EVICTED and seen.since("p", 0) == []
+    seen.remember_batch("p", 30, 31, [(31, bar)])  # a gap: what came before is unknown
+    assert seen.lookup(("p", 20)) is EVICTED and seen.lookup(("p", 30)) == Applied()
+    assert seen.highest("p") == 31
+
+
+def test_a_state_saved_before_results_were_sparse_restores_the_same():
+    """States written before ``applied_from`` list every event of the newest batch."""
+    from shared.serving.redelivery import EVICTED, Applied
+
+    old, new = AppliedEvents(), AppliedEvents()
+    bar = Applied([b"bar"])
+    old.restore("p", 7, [(5, Applied()), (6, bar), (7, Applied())])
+    new.restore("p", 7, [(6, bar)], 5)
+    for seen in (old, new):
+        assert seen.lookup(("p", 4)) is EVICTED and seen.lookup(("p", 6)) is bar
+        assert seen.lookup(("p", 5)) == Applied() and seen.lookup(("p", 8)) is None
+
+
+def test_a_batch_retried_after_a_failure_mid_batch_applies_nothing_twice(monkeypatch):
+    """Something unforeseen raising mid-batch: the events applied before it are remembered, so the
+    retry re-emits their outputs and applies only the rest (``handle``'s ``finally``)."""
+    raws, ids = _batch(TICKS[:700], 0)
+    reference = _service().handle(raws, ids)
+    service = _service()
+    real = service.gate.check
+    calls = {"n": 0}
+
+    def failing(tick):
+        calls["n"] += 1
+        if calls["n"] == 400:
+            raise MemoryError("unforeseen")
+        return real(tick)
+
+    monkeypatch.setattr(service.gate, "check", failing)
+    with pytest.raises(MemoryError):
+        service.handle(raws, ids)
+    monkeypatch.setattr(service.gate, "check", real)
+    retried = service.handle(raws, ids)
+    assert retried.counts["replayed"] == 399
+    assert [o for o in retried.outputs if b'"price"' not in o] == [o for o in reference.outputs if b'"price"' not in o]
