@@ -18,9 +18,10 @@ realised (predict, then learn; no look-ahead). The chain, per step:
 3. **guard** (:class:`shared.forecast.guard.ZeroReturnGuard`) mixes that forecast with the
    zero-return forecast, Fixed-Share weights on losses in sigma units, so the served
    forecast cannot do much worse than persistence for long, and recovers after a shock;
-4. **interval** (:class:`shared.forecast.conformal.MondrianInterval`): normalised, adaptive
-   conformal interval ``r_hat ± q * sigma`` at ``interval_level``, calibrated per tercile of
-   ``sigma`` (Mondrian conformal prediction);
+4. **interval** (:class:`shared.forecast.conformal.MondrianInterval`): normalised conformal
+   interval ``r_hat ± q * sigma`` at ``interval_level``, with ``q`` tracked online (quantile
+   tracking, Angelopoulos, Candès & Tibshirani 2023) per tercile of ``sigma`` (Mondrian
+   conformal prediction);
 5. **drift**: River's ``drift.ADWIN`` (A. Bifet and R. Gavaldà, "Learning from time-changing
    data with adaptive windowing", SDM 2007; ``delta = 0.002``, River's default) watches the
    conformal score ``|r - r_hat| / sigma`` (winsorised at ``Z_CLIP``); its alarms are counted
@@ -111,8 +112,8 @@ class ReturnForecaster:
     interval_level : coverage of the prediction interval, in (0, 1).
     name : family name reported in :attr:`name` (default: the default family's).
     max_abs_return : bound on the served log return and on the interval bounds.
-    residual_window, interval_rate : window and ACI step of the interval
-        (defaults derived from the level, see :mod:`shared.forecast.conformal`).
+    residual_window, interval_rate : scales kept per volatility tercile and the quantile-tracking
+        step of the interval (defaults derived, see :mod:`shared.forecast.conformal`).
 
     Attributes
     ----------

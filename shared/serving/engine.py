@@ -286,13 +286,14 @@ class ForecastEngine:
         """
         out: list[Bar | Prediction] = []
         stats = self.stats
+        symbols = self.symbols
         for i, tick in enumerate(ticks):
-            state = self._state(tick)  # may raise (model lookup) before any state exists
+            state = symbols.get((tick.exchange, tick.symbol)) or self._state(tick)  # may raise (model lookup)
             stats.ticks += 1
             builder = state.builder
             if state.partial == PARTIAL_FROM_NEXT_TICK:  # the lost ticks end before this one's minute
                 state.partial = max(tick.event_time_ms - tick.event_time_ms % MINUTE_MS, builder.open_minute_ms or 0)
-            late, oos, last_id = builder.late, builder.out_of_sequence, builder.last_trade_id
+            late, oos, last_id = builder.late, builder.out_of_sequence, builder._last_trade_id
             bar = builder.add(tick)
             accepted = builder.late == late and builder.out_of_sequence == oos
             if builder.late != late:

@@ -14,7 +14,7 @@ import pytest
 
 from shared.contracts.events import Bar
 from shared.forecast.comparison import paired_test
-from shared.forecast.conformal import AdaptiveConformalInterval, MondrianInterval
+from shared.forecast.conformal import AdaptiveConformalInterval, MondrianInterval, QuantileTracker, default_step
 from shared.forecast.forecaster import ReturnForecaster, make_forecaster
 from shared.offline.backtest import run_backtest
 from shared.offline.badprint import corrupt
@@ -63,10 +63,7 @@ def test_no_sign_bias_and_conditional_calibration(name):
     fig = summary(_result(name).series)
     assert 0.45 <= fig["share_below"] <= 0.55
     assert 0.89 <= fig["coverage"] <= 0.91
-    # Target 88.5-91.5 % in every tercile of width; Binance's widest tercile measures 91.51 %
-    # (reported as a miss by 0.01 pp in docs/forecasting.md), hence its 91.6 here.
-    top = 0.915 if name == FTX_1M else 0.916
-    assert all(0.885 <= fig[f"coverage_t{i}"] <= top for i in (1, 2, 3)), fig
+    assert all(0.885 <= fig[f"coverage_t{i}"] <= 0.915 for i in (1, 2, 3)), fig  # every tercile of width
     assert fig["mae_ratio_all"] < 1.0 and fig["interval_score_ratio"] < 1.0
 
 
@@ -159,6 +156,40 @@ def test_mondrian_interval_covers_within_each_volatility_tercile():
     cov = [np.mean(hits[k][5_000:]) for k in range(3)]
     assert all(abs(c - 0.9) < 0.015 for c in cov), cov
     assert np.mean(flat_hits[0][5_000:]) > 0.95  # one quantile for all over-covers calm ones
+
+
+def test_quantile_tracking_meets_its_coverage_bound_under_a_shift_and_never_inverts():
+    """Angelopoulos, Candès & Tibshirani (2023): mean(miss) - alpha = (q_end - q_start) / (step T)
+    on any sequence; bounded by (Z_CLIP + step) / (step T) while q stays in [0, Z_CLIP]."""
+    rng = random.Random(6)
+    t = QuantileTracker(0.9)
+    q1, n, widths = t.q, 20_000, []
+    for i in range(n):
+        scale = 1.0 if i < n // 2 else 3.0  # a volatility regime the scores do not know about
+        widths.append(t.half_width())
+        t.update(abs(rng.gauss(0, scale)) if i % 500 else 0.0)
+    assert t.misses / n - 0.1 == pytest.approx((t.q - q1) / (t.step * n), abs=1e-12)
+    assert abs(t.misses / n - 0.1) <= (5.0 + default_step(0.9)) / (default_step(0.9) * n)
+    assert 0.0 < min(widths) and 1.645 * 3 * 0.9 < widths[-1] < 1.645 * 3 * 1.1
+    flat = QuantileTracker(0.9)
+    for _ in range(5_000):  # a market that never moves: the width shrinks to 0, never below
+        flat.update(0.0)
+    assert flat.half_width() == 0.0
+    assert flat.update(1e-9) and flat.half_width() == pytest.approx(flat.step * 0.9)  # the first move widens it
+
+
+def test_an_interval_pickled_with_windowed_cells_keeps_them():
+    old = make_forecaster()
+    old.interval.cells = [AdaptiveConformalInterval(0.9) for _ in range(3)]  # before quantile tracking
+    loaded = pickle.loads(pickle.dumps(old))
+    x = dict.fromkeys(FEATURE_NAMES, 0.0) | {"vol_15": 1e-3, "vol_60": 1e-3, "window_fill": 1.0, "ret_1": 2e-3}
+    for _ in range(20):
+        r, lo, hi = loaded.predict(x)
+        assert lo <= r <= hi
+        loaded.learn(x, 1e-3)
+    assert all(isinstance(c, AdaptiveConformalInterval) for c in loaded.interval.cells)
+    assert loaded.interval.seen == 20
+    assert all(isinstance(c, QuantileTracker) for c in make_forecaster().interval.cells)
 
 
 # ----------------------------------------------------------------------------- compatibility
