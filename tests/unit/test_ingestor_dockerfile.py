@@ -150,9 +150,9 @@ def _module_file(name: str) -> Path | None:
 
 def test_image_code_needs_only_the_pinned_packages():
     """Everything reachable from ingestor/ (following imports into shared/) is stdlib, ours, or pinned."""
-    pinned = {"websockets", "azure", "aiohttp", "confluent_kafka"}
+    pinned = {"websockets", "azure", "aiohttp", "confluent_kafka", "msgspec"}
     requirements = (REPO / "ingestor" / "requirements.txt").read_text()
-    for dist in ("websockets", "azure-eventhub", "azure-identity", "aiohttp", "confluent-kafka"):
+    for dist in ("websockets", "azure-eventhub", "azure-identity", "aiohttp", "confluent-kafka", "msgspec"):
         assert f"{dist}==" in requirements
     todo = list((REPO / "ingestor").rglob("*.py"))
     seen: set[Path] = set()
