@@ -127,19 +127,25 @@ class PrequentialStepper:
         for name, value in state.items():
             setattr(self, name, value)
 
+    def flow_features(self, bar: Bar) -> dict[str, float] | None:
+        """The order-flow features :meth:`resolve` joins to ``bar``'s (``None`` without :attr:`flow`)."""
+        return self.flow.features(bar.open_time_ms) if self.flow is not None else None
+
     def add_tick(self, tick: Tick) -> None:
         """Feed an accepted tick to :attr:`flow` (created on the first tick)."""
         if self.flow is None:
             self.flow = OrderFlow()
         self.flow.add(tick)
 
-    def resolve(self, bar: Bar, learn: bool = True) -> Forecast | None:
+    def resolve(self, bar: Bar, learn: bool = True, flow: dict[str, float] | None = None) -> Forecast | None:
         """Update the features with ``bar``; resolve (and learn) or drop the pending forecast.
 
         Parameters
         ----------
         bar : the completed bar of the minute that just closed (after the previous one).
         learn : teach the forecaster the realised label (``False``: only score it).
+        flow : the order-flow features of ``bar``'s minute to join the bar features; ``None``:
+            :attr:`flow`'s (a replay passes the ones the live step used, :meth:`flow_features`).
 
         Returns
         -------
@@ -154,8 +160,11 @@ class PrequentialStepper:
             From :meth:`BarFeatures.update` for a bar with bad prices or volume (nothing changes).
         """
         x = self._x = self.features.update(bar)
-        if x is not None and self.flow is not None:
-            x.update(self.flow.features(bar.open_time_ms))
+        if x is not None:
+            if flow is None and self.flow is not None:
+                flow = self.flow.features(bar.open_time_ms)
+            if flow:
+                x.update(flow)
         pending = self.pending
         if pending is None:
             return None

@@ -169,8 +169,38 @@ def pickle_core(state: SymbolState) -> bytes:
                          state.model_version), protocol=PICKLE_PROTOCOL)
 
 
-def _core_marker(state: SymbolState, minute: int | None) -> tuple:
-    return (minute, state.resolved, state.gaps, state.model_version, id(state))
+CORE_LOG_BARS = 32
+"""Bars replayed at most when a symbol's model-side state is restored or rolled back: it is pickled
+afresh once its :class:`CoreLog` holds this many (a replayed bar step costs ~30-40 us, a pickling
+~0.2 ms at 30 bars and more with a day of features; 32 keeps a restore of 1,000 symbols near 1 s)."""
+
+
+class CoreLog:
+    """A symbol's model-side state pickled at some bar, and the bars closed since.
+
+    Attributes
+    ----------
+    state : the :class:`SymbolState` it belongs to (a new state object makes it stale).
+    core : :func:`pickle_core` bytes.
+    bars : ``(open_time_ms, open, high, low, close, volume, trade_count, flow)`` of each bar whose
+        close succeeded since ``core`` was taken, in order; ``flow`` is the order-flow features the
+        close joined (``None``: none). Replaying them (:func:`_replay`) gives today's state exactly:
+        the same steps on the same inputs, and no model swap in between (a swap starts a new log).
+    """
+
+    __slots__ = ("state", "core", "bars")
+
+    def __init__(self, state: SymbolState, core: bytes, bars: list[tuple]) -> None:
+        self.state, self.core, self.bars = state, core, bars
+
+
+def _replay(state: SymbolState, key: tuple[str, str], bars: Iterable[tuple]) -> None:
+    """Step ``state`` through logged bars as :meth:`ForecastEngine._on_bar_close` did, without outputs."""
+    exchange, symbol = key
+    for open_time_ms, open_, high, low, close, volume, count, flow in bars:
+        bar = Bar(exchange, symbol, open_time_ms, open_, high, low, close, volume, count)
+        state.resolve(bar, flow=flow if flow is not None else {})
+        state.forecast(bar)
 
 
 def unpickle_core(state: SymbolState, core: bytes) -> None:
@@ -211,28 +241,40 @@ class ForecastEngine:
         if not hasattr(self.model_source, "initial"):
             self.model_source = StaticModels(self.model_source)  # type: ignore[arg-type]
         self.provider: ModelProvider = self.model_source  # type: ignore[assignment]
-        self.cores: dict[tuple[str, str], tuple[tuple, bytes]] = {}
-        """``(exchange, symbol)`` -> (marker, :func:`pickle_core` bytes): the model-side state pickled
-        once per bar, shared by the bar close's rollback and the partition-state save."""
+        self.cores: dict[tuple[str, str], CoreLog] = {}
+        """``(exchange, symbol)`` -> its model-side state pickled at some bar and the bars closed since
+        (:class:`CoreLog`): the bar close's rollback and the partition-state save share it."""
 
-    def core_bytes(self, key: tuple[str, str], state: SymbolState, minute: int | None) -> bytes:
-        """``state``'s model-side state pickled (:func:`pickle_core`), cached until it changes.
+    def _core_log(self, key: tuple[str, str], state: SymbolState) -> CoreLog:
+        """The symbol's :class:`CoreLog`, pickled afresh when missing, stale or :data:`CORE_LOG_BARS` long."""
+        log_ = self.cores.get(key)
+        if log_ is None or log_.state is not state or len(log_.bars) >= CORE_LOG_BARS:
+            log_ = self.cores[key] = CoreLog(state, pickle_core(state), [])
+        return log_
 
-        The model-side state changes only at a bar close (or when a state is restored), so the
-        cache is keyed by ``minute`` (the open time, ms since epoch UTC, of the bar in progress when
-        the state was consistent), the resolved and gap counts, the model version and the state
-        object: a bar close's rollback snapshot and the next partition-state save then cost one
-        pickling between them instead of two.
+    def core_snapshot(self, key: tuple[str, str], state: SymbolState) -> tuple[bytes, tuple]:
+        """``(core, bars)``: the symbol's model-side state pickled at some bar (:func:`pickle_core`)
+        and the bars closed since (:attr:`CoreLog.bars`), which :meth:`restore_core` replays.
+
+        Pickling once every :data:`CORE_LOG_BARS` bars instead of at every save or bar close is
+        what makes a save of a partition cheap (the model-side state is ~6-70 KiB per symbol).
         """
-        marker = _core_marker(state, minute)
-        cached = self.cores.get(key)
-        if cached is None or cached[0] != marker:
-            cached = self.cores[key] = (marker, pickle_core(state))
-        return cached[1]
+        log_ = self._core_log(key, state)
+        return log_.core, tuple(log_.bars)
 
-    def adopt_core(self, key: tuple[str, str], state: SymbolState, core: bytes) -> None:
-        """Take ``core`` (:func:`pickle_core` bytes) as the current pickled form of ``state`` (restored from it)."""
-        self.cores[key] = (_core_marker(state, state.builder.open_minute_ms), core)
+    def restore_core(self, key: tuple[str, str], state: SymbolState, core: bytes, bars: Iterable[tuple]) -> None:
+        """Put ``core`` (:func:`pickle_core` bytes) into ``state`` and replay ``bars`` (:meth:`core_snapshot`)
+        through it: its model-side state is then the one that was saved, exactly.
+
+        Raises
+        ------
+        pickle.UnpicklingError, Exception
+            What unpickling or a replayed step raises (a state that is not what was saved).
+        """
+        unpickle_core(state, core)
+        bars = list(bars)
+        _replay(state, key, bars)
+        self.cores[key] = CoreLog(state, core, bars)
 
     def step(self, tick: Tick, rejected: list[tuple[int, str, str]] | None = None) -> list[Bar | Prediction]:
         """:meth:`process` of one tick (the per-event path of ``predict``); same contract."""
@@ -323,30 +365,42 @@ class ForecastEngine:
                           last_id: int | None) -> Prediction | None:
         """:meth:`_on_bar_close`, all or nothing: if it raises, the symbol's builder, features,
         model, pending forecast and the engine's counters are put back as they were before the
-        closing tick (a pickled snapshot, ~0.1 ms once per bar), and the error is raised again.
+        closing tick (the symbol's :class:`CoreLog` unpickled and replayed), and the error is
+        raised again. A close that succeeds is appended to the log, or, after a model swap (which
+        a replay cannot redo), drops it so that the next snapshot pickles the state afresh.
         """
         saved_stats = dataclasses.replace(self.stats)
         saved_stats.ticks -= 1
         key = (bar.exchange, bar.symbol)
         try:
-            saved = self.core_bytes(key, state, bar.open_time_ms)
+            saved = self._core_log(key, state)
+            flow = state.flow_features(bar)
         except Exception:
             vars(self.stats).update(vars(saved_stats))
             state.builder.reopen(bar, last_id)
             raise
+        forecaster = state.forecaster
         try:
             self.stats.bars += 1
-            return self._on_bar_close(state, bar, closing_ingest_ms)
+            prediction = self._on_bar_close(state, bar, closing_ingest_ms, flow)
         except Exception:
             vars(self.stats).update(vars(saved_stats))
             state.builder.reopen(bar, last_id)
-            unpickle_core(state, saved)
+            unpickle_core(state, saved.core)
+            _replay(state, key, saved.bars)
             raise
+        if state.forecaster is forecaster:
+            saved.bars.append((bar.open_time_ms, bar.open, bar.high, bar.low, bar.close, bar.volume,
+                               bar.trade_count, flow))
+        else:
+            del self.cores[key]
+        return prediction
 
-    def _on_bar_close(self, state: SymbolState, bar: Bar, closing_ingest_ms: int) -> Prediction | None:
+    def _on_bar_close(self, state: SymbolState, bar: Bar, closing_ingest_ms: int,
+                      flow: dict[str, float] | None) -> Prediction | None:
         stats = self.stats
         gaps = state.gaps
-        if state.resolve(bar) is not None:  # learned the label of the forecast made a minute ago
+        if state.resolve(bar, flow=flow if flow is not None else {}) is not None:  # learned the label of the forecast made a minute ago
             stats.learned += 1
             if state.model_version != COLD_START_VERSION and self.provider.checkpoint(
                 bar.exchange, bar.symbol, state.forecaster, state.model_version

@@ -55,8 +55,10 @@ Key = tuple[str, str]
 
 @dataclass
 class SymbolSnapshot:
-    """One symbol's state: its bar builder, its model-side state pickled once per bar
-    (``core``: features, forecaster, pending forecast, resolved and gap counts, model version),
+    """One symbol's state: its bar builder, its model-side state (``core``: features, forecaster,
+    pending forecast, resolved and gap counts, model version) pickled at some bar, with the bars
+    closed since (``log``, replayed on restore: :meth:`~shared.serving.engine.ForecastEngine.core_snapshot`;
+    empty in states saved before it existed, whose ``core`` was pickled at the save),
     its tick-gate marks, its :attr:`~shared.serving.engine.SymbolState.partial` mark, and its
     tick-level order flow (changes with every tick, like the builder; ``None`` without tick features)."""
 
@@ -65,6 +67,7 @@ class SymbolSnapshot:
     gate: tuple[Any, Any]
     partial: int | None = None
     flow: Any = None
+    log: tuple = ()
 
 
 @dataclass
@@ -186,13 +189,12 @@ class PartitionTracker:
             if self.owner.get(key, partition) != partition:
                 log.error("%s: not restoring %s %s, owned here by %s", partition, *key, self.owner[key])
                 continue
-            features, forecaster, pending, resolved, gaps, version = pickle.loads(saved.core)
-            state = SymbolState(saved.builder, features, forecaster, version, pending, saved.partial)
-            state.resolved, state.gaps, state.flow = resolved, gaps, saved.flow
+            state = SymbolState(saved.builder, None, None, "", None, saved.partial)
+            self.engine.restore_core(key, state, saved.core, saved.log)
+            state.flow = saved.flow
             self.engine.symbols[key] = state
             self.gate.restore(key, saved.gate)
             self.owner[key] = partition
-            self.engine.adopt_core(key, state, saved.core)
         self.gate.restore_feed(snapshot.feed)
         if snapshot.partial:
             self.partial.add(partition)
@@ -233,9 +235,9 @@ class PartitionTracker:
             state = self.engine.symbols.get(key)
             if owner != partition or state is None:
                 continue
-            core = self.engine.core_bytes(key, state, state.builder.open_minute_ms)
+            core, log_ = self.engine.core_snapshot(key, state)
             snapshot.symbols[key] = SymbolSnapshot(state.builder, core, self.gate.export(key), state.partial,
-                                                   state.flow)
+                                                   state.flow, log_)
         try:
             saved = self.store.save(partition, snapshot.seq, snapshot)
         except Exception as exc:  # unpicklable model or no key: keep serving, say it loudly
