@@ -12,8 +12,18 @@ Prints figures (not a timed test), in one run on one broker, each with its ratio
   an external consumer of the predictions topic takes receive time - ingest time of the tick that
   closed the bar (the first tick of the prediction's target minute), p50 / p99, and the ratio of
   the p99 to the bare round trip's p99 (target <= 1.6).
+  Under each latency line, **where the time goes**: the two legs at the external consumer (tick
+  sent -> prediction produced, by the prediction's Kafka timestamp | -> received); per batch of the
+  driver that produced outputs, p50 / p99 of its :class:`~local_stack.functions_host.BatchReport`
+  timings (``hop`` enqueued -> in the driver, ``waited`` in the driver, ``build`` the event objects,
+  ``invoke`` the function, ``produce``, ``flush``, ``commit`` the checkpoint), of the GC pauses
+  and the longest stall of a 1 ms sleeper thread (:class:`Stalls`: this process could not run) in
+  that batch; how many invocations took over 20 ms and how far apart; and the batches the slowest
+  1 % of the predictions came from, with their parts. ``--diagnose`` adds latency runs that each
+  remove one suspect (:data:`DIAGNOSES`); ``--latency-only`` stops after the latency runs.
 * **drain**: ``--drain`` pre-produced ticks, then ``predict`` started on them: ticks per second
-  from the end of the first batch to the end of the last one (target >= 150,000/s).
+  from the end of the first batch to the end of the last one (target >= 150,000/s); under it, the
+  share of that time each driver step took.
 * **in process**: the same :class:`~shared.serving.predicting.PredictService`, no broker, batches
   of host.json's ``maxEventBatchSize``, with and without the Azurite state store (the per-batch
   save is the difference); target >= 400,000 ticks/s per core (:mod:`bench.pipeline_local`).
@@ -26,7 +36,8 @@ Prints figures (not a timed test), in one run on one broker, each with its ratio
 Ratios between lines of one run are what to compare: this machine is shared and noisy.
 ``--profile DIR`` writes cProfile stats of the in-process and drain paths (top lines printed).
 
-Run: ``make bench-pipeline`` (or ``.venv/bin/python bench/pipeline.py [--no-peers] [--profile DIR]``).
+Run: ``make bench-pipeline`` (or ``.venv/bin/python bench/pipeline.py [--no-peers] [--profile DIR]
+[--latency-only] [--diagnose]``).
 """
 
 from __future__ import annotations
@@ -40,8 +51,9 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -53,6 +65,16 @@ from pipeline_local import BAR_EVERY, Stats, make_ticks  # noqa: E402
 TARGET_P99_RATIO = 1.6
 TARGET_DRAIN = 150_000
 TARGET_IN_PROCESS = 400_000
+DIAGNOSES: list[tuple[str, dict]] = [
+    ("champion polls off (MODEL_POLL_SECONDS 3600)", {"app_settings": {"MODEL_POLL_SECONDS": "3600"}}),
+    ("driver producer linger.ms 0", {"producer": {"linger.ms": 0}}),
+    ("a checkpoint every 1,000 batches", {"options": {"batch_checkpoint_frequency": 1000}}),
+]
+"""``--diagnose``: variants of the latency run that each remove one suspect of the tail. Not one:
+a driver ``fetch.wait.max.ms`` under Tansu's 10 ms; at 2 ms, fetches on Tansu came back seconds
+late (hop p50 4.6 s, p99 28 s, one run), so the one-hop floor keeps 10 ms on both sides."""
+SLOW_INVOKE_MS = 20.0
+"""An invocation slower than this is counted, with the median gap between two such (s), to show a period."""
 
 
 def _consumer(bootstrap: str, topic: str):
@@ -143,36 +165,46 @@ def paced_ticks(bootstrap: str, topic: str, ticks: list, rate: int, closers: dic
     producer.flush(30)
 
 
-def load_and_measure(bootstrap: str, src: str, dst: str, args) -> Stats:
+def load_and_measure(bootstrap: str, src: str, dst: str, args, split: dict | None = None) -> Stats:
     """Tick -> prediction latency of whatever consumes ``src`` and writes ``dst``, measured by a load
     generator in its own process (paced producer + external consumer), so that neither the job under
-    test nor the generator competes for the other's interpreter lock. The first tenth is dropped."""
+    test nor the generator competes for the other's interpreter lock. The first tenth is dropped.
+
+    ``split``, if given, gets the two legs of each latency as :class:`Stats`: ``"in"`` from the
+    closing tick's send to the prediction's Kafka timestamp (set when the job produced it: input
+    hop + the job's work) and ``"out"`` from there to its receipt (the job's flush + output hop);
+    and ``"each"``: ``(latency, Kafka timestamp)`` of every prediction kept, ms."""
     cmd = [sys.executable, __file__, "--loadgen", bootstrap, src, dst, "--rate", str(args.rate),
            "--symbols", str(args.symbols), "--seconds", str(args.seconds)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=args.seconds + 120).stdout
-    lat = json.loads(out.strip().splitlines()[-1])
-    return Stats.of(lat[len(lat) // 10:])
+    legs = json.loads(out.strip().splitlines()[-1])
+    skip = len(legs["lat"]) // 10
+    if split is not None:
+        split.update({leg: Stats.of(legs[leg][skip:]) for leg in ("in", "out")})
+        split["each"] = list(zip(legs["lat"][skip:], legs["at"][skip:], strict=True))
+    return Stats.of(legs["lat"][skip:])
 
 
 def _loadgen(bootstrap: str, src: str, dst: str, args) -> None:
-    """The load generator's process: print the latencies (ms) as one JSON line."""
+    """The load generator's process: print the latencies and their legs (ms) as one JSON line."""
     consumer = _consumer(bootstrap, dst)
     ticks = make_ticks(args.symbols, int(args.rate * args.seconds))
     closers: dict = {}
     want = sum(opens for opens, _ in ticks) - args.symbols
     producer = threading.Thread(target=paced_ticks, args=(bootstrap, src, ticks, args.rate, closers, dst))
     producer.start()
-    lat = collect(consumer, closers, want, args.seconds + 30)
+    legs = collect(consumer, closers, want, args.seconds + 30)
     producer.join()
     consumer.close()
-    print(json.dumps(lat))
+    print(json.dumps(legs))
 
 
-def collect(consumer, closers: dict, want: int, timeout: float) -> list[float]:
-    """External consumer: receive - ingest time of the closing tick for each prediction, ms."""
-    lat: list[float] = []
+def collect(consumer, closers: dict, want: int, timeout: float) -> dict[str, list[float]]:
+    """External consumer: receive - ingest time of the closing tick for each prediction, ms (``"lat"``),
+    split at the prediction's Kafka timestamp (its producer's create time, ``"at"``) into ``"in"`` and ``"out"``."""
+    legs: dict[str, list[float]] = {"lat": [], "in": [], "out": [], "at": []}
     deadline = time.monotonic() + timeout
-    while len(lat) < want and time.monotonic() < deadline:
+    while len(legs["lat"]) < want and time.monotonic() < deadline:
         m = consumer.poll(0.05)
         if m is None or m.error():
             continue
@@ -182,11 +214,15 @@ def collect(consumer, closers: dict, want: int, timeout: float) -> list[float]:
             continue
         sent = closers.get((event["symbol"], event["target_time_ms"]))
         if sent is not None:
-            lat.append(now - sent)
-    return lat
+            produced = m.timestamp()[1]
+            legs["lat"].append(now - sent)
+            legs["in"].append(produced - sent)
+            legs["out"].append(now - produced)
+            legs["at"].append(produced)
+    return legs
 
 
-def _app_settings(azurite, bootstrap: str, tmp: Path) -> dict[str, str]:
+def _app_settings(azurite, bootstrap: str, tmp: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     from local_stack.appsettings import local_app_settings
 
     tag = uuid.uuid4().hex[:8]
@@ -194,23 +230,28 @@ def _app_settings(azurite, bootstrap: str, tmp: Path) -> dict[str, str]:
                               history_sqlite_path=tmp / f"history-{tag}.sqlite3", overrides={
                                   "TICKS_HUB_NAME": f"ticks-{tag}", "PREDICTIONS_HUB_NAME": f"predictions-{tag}",
                                   "DEADLETTER_HUB_NAME": f"deadletter-{tag}", "PREDICT_CONSUMER_GROUP": f"predict-{tag}",
-                                  "STATE_CONTAINER": f"state-{tag}"})
+                                  "STATE_CONTAINER": f"state-{tag}", **(extra or {})})
 
 
-def predict_driver(broker, azurite, tmp: Path, partitions: int, on_batch=None, store: bool = True):
+def predict_driver(broker, azurite, tmp: Path, partitions: int, on_batch=None, store: bool = True,
+                   app_settings: dict[str, str] | None = None, producer: dict | None = None,
+                   consumer: dict | None = None, options: dict | None = None):
     """A fresh ``predict`` worker: app settings in ``os.environ``, topics, the host-faithful driver.
 
     ``store`` False: the worker's state store is dropped after wiring (state in memory only), to
-    show what the per-batch save costs."""
+    show what the per-batch save costs. ``app_settings``, ``producer``, ``consumer`` and ``options``
+    override app settings, the driver's client configs and host.json's Event Hubs options
+    (``--diagnose`` variants)."""
     import function_app
     from functions import reset_services
     from functions.predict import service
     from local_stack.functions_host import EventHubFunctionDriver, app_functions
+    from local_stack.hostjson import EventHubOptions
     from local_stack.tansu import consumer_config, producer_config
     from shared.serving.wiring import make_registry
     from shared.settings import Settings
 
-    env = _app_settings(azurite, broker.bootstrap_servers, tmp)
+    env = _app_settings(azurite, broker.bootstrap_servers, tmp, app_settings)
     os.environ.update(env)
     reset_services()
     settings = Settings.from_env()
@@ -221,37 +262,182 @@ def predict_driver(broker, azurite, tmp: Path, partitions: int, on_batch=None, s
     if not store:
         service.get().partitions.store = None
     fn = next(f for f in app_functions(function_app.app) if f.get_function_name() == "predict")
-    driver = EventHubFunctionDriver(fn, env, consumer_config(broker.bootstrap_servers, "unused"),
-                                    producer_config(broker.bootstrap_servers), on_batch=on_batch)
+    hostjson = EventHubOptions.from_host_json()
+    driver = EventHubFunctionDriver(fn, env, consumer_config(broker.bootstrap_servers, "unused", **(consumer or {})),
+                                    producer_config(broker.bootstrap_servers, **(producer or {})), on_batch=on_batch,
+                                    options=replace(hostjson, **options) if options else hostjson)
     return driver, settings
 
 
-def tickcast_latency(broker, azurite, tmp: Path, args, store: bool = True) -> tuple[Stats, dict]:
-    """Tick -> prediction at an external consumer, ``predict`` in the host-faithful driver."""
-    driver, settings = predict_driver(broker, azurite, tmp, args.partitions, store=store)
-    stop = threading.Event()
-    thread = threading.Thread(target=driver.run, args=(stop,), daemon=True)
-    thread.start()
-    driver.assigned.wait(60)
-    lat = load_and_measure(broker.bootstrap_servers, settings.ticks_hub, settings.predictions_hub, args)
-    stop.set()
-    thread.join(10)
+class GcPauses:
+    """The garbage collector's pauses in this process (``gc.callbacks``), ms, while entered.
+
+    ``since_last()`` is the pause time since its previous call: called from a driver's ``on_batch``,
+    the GC time that fell into that batch's fetch, wait and invocation."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        """(generation, ms) of each collection."""
+        self._start = 0.0
+        self._seen = 0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], (time.perf_counter() - self._start) * 1e3))
+
+    def since_last(self) -> float:
+        new, self._seen = self.pauses[self._seen:], len(self.pauses)
+        return sum(ms for _, ms in new)
+
+    def __enter__(self) -> GcPauses:
+        import gc
+
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        import gc
+
+        gc.callbacks.remove(self._callback)
+
+
+class Stalls:
+    """A probe thread sleeping 1 ms at a time; its oversleep (ms) is how long this process could not
+    run Python: CPU starvation on the shared machine, a GC pause, or a holder of the interpreter lock
+    past its switch interval (5 ms). ``since_last()``: the longest oversleep since its previous call."""
+
+    def __init__(self) -> None:
+        self._worst = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t = time.perf_counter()
+            time.sleep(0.001)
+            self._worst = max(self._worst, (time.perf_counter() - t) * 1e3 - 1.0)
+
+    def since_last(self) -> float:
+        worst, self._worst = self._worst, 0.0
+        return worst
+
+    def __enter__(self) -> Stalls:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join(1)
+
+
+@dataclass
+class BatchSample:
+    """One batch of the driver as the bench saw it: its report, the GC pause time and the longest
+    :class:`Stalls` oversleep that fell into it (ms), and the wall clock when it was done (ms since
+    epoch UTC; ``on_batch`` runs right after the checkpoint)."""
+
+    report: Any
+    gc_ms: float
+    stall_ms: float
+    done_ms: float
+
+    def produced_between(self) -> tuple[float, float]:
+        """Wall-clock window (ms since epoch UTC) of its produce step, 1 ms wider each side (the Kafka
+        timestamp of an output is set at ``produce`` and truncated to the ms)."""
+        r = self.report
+        end = self.done_ms - r.commit_ms - r.flush_ms
+        return end - r.produce_ms - 1.0, end + 1.0
+
+
+def breakdown(samples: list[BatchSample], split: dict, slowest: int = 4) -> list[tuple[str, str, str]]:
+    """Table rows: where a prediction's latency goes.
+
+    The legs at the external consumer (``split``, see :func:`load_and_measure`), p50 / p99; then
+    per batch of the driver (:class:`~local_stack.functions_host.BatchReport` timings, GC, stalls),
+    p50 / p99 over the batches that produced something (the ones a prediction can come from; the
+    first tenth dropped, like the latencies); then the slowest 1 % of the predictions, grouped by the
+    batch that produced them (matched by their Kafka timestamps; at most ``slowest`` batches), each
+    with that batch's parts."""
+    from local_stack.functions_host import BatchReport
+
+    rows = [("    legs: tick sent -> prediction produced | -> received",
+             f"{split['in'].p50:.1f} / {split['in'].p99:.1f} | {split['out'].p50:.1f} / {split['out'].p99:.1f}",
+             "p50 / p99 ms")]
+    kept = [b for b in samples[len(samples) // 10:] if sum(b.report.produced.values())]
+    if not kept:
+        return rows
+
+    def parts_of(batches: list[BatchSample]) -> dict[str, Stats]:
+        parts = {name.removesuffix("_ms"): Stats.of([getattr(b.report, name) for b in batches])
+                 for name in BatchReport.TIMINGS}
+        parts["gc"] = Stats.of([b.gc_ms for b in batches])
+        parts["stall"] = Stats.of([b.stall_ms for b in batches])
+        parts["events"] = Stats.of([float(b.report.consumed) for b in batches])
+        return parts
+
+    line = "  ".join(f"{k} {v.p50:.1f}/{v.p99:.1f}" for k, v in parts_of(kept).items())
+    rows.append((f"    per batch with outputs (n={len(kept)}), p50/p99", line, "ms (events: count)"))
+    slow = [b.done_ms for b in samples[len(samples) // 10:] if b.report.invoke_ms > SLOW_INVOKE_MS]
+    episodes = [t for i, t in enumerate(slow) if i == 0 or t - slow[i - 1] > 1_000]  # a second apart
+    gaps = sorted(b - a for a, b in zip(episodes, episodes[1:]))
+    rows.append((f"    invocations over {SLOW_INVOKE_MS:g} ms", f"{len(slow)} of {len(samples) - len(samples) // 10}",
+                 f"in {len(episodes)} episodes; median gap {gaps[len(gaps) // 2] / 1e3:.1f} s" if gaps else ""))
+    each = sorted(split.get("each", []), reverse=True)
+    tail: dict[int, list[float]] = {}  # batch index (-1: none matched) -> latencies of the slowest 1 %
+    for lat, at in each[:max(1, len(each) // 100)]:
+        i = next((i for i, b in enumerate(kept) if b.produced_between()[0] <= at <= b.produced_between()[1]), -1)
+        tail.setdefault(i, []).append(lat)
+    for i, lats in list(tail.items())[:slowest]:
+        line = "no batch matched" if i < 0 else "  ".join(f"{k} {v.p50:.1f}" for k, v in parts_of([kept[i]]).items())
+        rows.append((f"    slowest 1 %: {len(lats)} at {min(lats):.0f}-{max(lats):.0f} ms, from the batch", line, "ms"))
+    return rows
+
+
+def tickcast_latency(broker, azurite, tmp: Path, args, store: bool = True, **variant) -> tuple[Stats, dict, list]:
+    """Tick -> prediction at an external consumer, ``predict`` in the host-faithful driver.
+
+    ``variant``: ``app_settings`` / ``producer`` overrides of :func:`predict_driver`.
+    Returns the latencies, the driver's totals, and the :func:`breakdown` rows."""
+    samples: list[BatchSample] = []
+    with GcPauses() as pauses, Stalls() as stalls:
+        def on_batch(report) -> None:
+            samples.append(BatchSample(report, pauses.since_last(), stalls.since_last(), time.time() * 1e3))
+
+        driver, settings = predict_driver(broker, azurite, tmp, args.partitions, on_batch=on_batch, store=store,
+                                          **variant)
+        stop = threading.Event()
+        thread = threading.Thread(target=driver.run, args=(stop,), daemon=True)
+        thread.start()
+        driver.assigned.wait(60)
+        split: dict = {}
+        lat = load_and_measure(broker.bootstrap_servers, settings.ticks_hub, settings.predictions_hub, args, split)
+        stop.set()
+        thread.join(10)
     counts = dict(driver.totals.produced, consumed=driver.totals.consumed)
     driver.close()
-    return lat, counts
+    return lat, counts, breakdown(samples, split)
 
 
-def tickcast_drain(broker, azurite, tmp: Path, args, profile: Path | None, n: int) -> float:
+def tickcast_drain(broker, azurite, tmp: Path, args, profile: Path | None, n: int,
+                   shares: dict[str, float] | None = None) -> float:
     """Ticks/s of ``predict`` through the broker on ``n`` pre-produced ticks (under cProfile into
-    ``profile`` if given: then the figure is the profiler's, not the code's)."""
+    ``profile`` if given: then the figure is the profiler's, not the code's). ``shares``, if given,
+    gets the fraction of that time each :class:`~local_stack.functions_host.BatchReport` timing
+    took (``hop`` and ``waited`` left out: they overlap the others)."""
+    from local_stack.functions_host import BatchReport
+
     from confluent_kafka import Producer
 
     from local_stack.tansu import producer_config
     from shared.contracts.events import encode
 
     marks: list[tuple[float, int]] = []
+    reports: list = []
     driver, settings = predict_driver(broker, azurite, tmp, args.partitions,
-                                      on_batch=lambda r: marks.append((time.perf_counter(), r.consumed)))
+                                      on_batch=lambda r: (marks.append((time.perf_counter(), r.consumed)),
+                                                          reports.append(r)))
     producer = Producer(producer_config(broker.bootstrap_servers))
     ticks = make_ticks(args.symbols, n, ingest_ms=int(time.time() * 1000))
     for _, tick in ticks:
@@ -271,7 +457,11 @@ def tickcast_drain(broker, azurite, tmp: Path, args, profile: Path | None, n: in
     driver.close()
     if len(marks) < 2:
         return float("nan")
-    return (sum(c for _, c in marks) - marks[0][1]) / (marks[-1][0] - marks[0][0])
+    seconds = marks[-1][0] - marks[0][0]
+    if shares is not None:
+        shares.update({name.removesuffix("_ms"): sum(getattr(r, name) for r in reports[1:]) / 1e3 / seconds
+                       for name in BatchReport.TIMINGS if name not in ("hop_ms", "waited_ms")})
+    return (sum(c for _, c in marks) - marks[0][1]) / seconds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -284,6 +474,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--footprint-symbols", type=int, default=1_000, help="symbols of the footprint run")
     p.add_argument("--no-peers", action="store_true", help="skip the Quix Streams job")
     p.add_argument("--only-peers", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--diagnose", action="store_true",
+                   help="also latency runs (state store dropped) with one suspect of the tail removed each: "
+                        "champion polls, the producer's linger, per-batch checkpoints")
+    p.add_argument("--latency-only", action="store_true",
+                   help="only the bare round trip and the latency runs (with their breakdown)")
     p.add_argument("--loadgen", nargs=3, help=argparse.SUPPRESS)
     p.add_argument("--profile", type=Path, help="write cProfile stats here and print their top lines")
     args = p.parse_args(argv)
@@ -311,18 +506,29 @@ def main(argv: list[str] | None = None) -> None:
 
             quix = run_quix(broker, args, bare)
         if not args.only_peers:
-            lat, counts = tickcast_latency(broker, azurite, tmp, args)
+            lat, counts, parts = tickcast_latency(broker, azurite, tmp, args)
             rows.append((f"tick -> prediction, {args.rate:,} ticks/s, {args.symbols} symbols, p50 / p99",
                          f"{lat.p50:.1f} / {lat.p99:.1f} ms (n={lat.n})",
                          f"p99 {lat.p99 / bare.p99:.2f}x floor (target <= {TARGET_P99_RATIO})"))
-            lat, _ = tickcast_latency(broker, azurite, tmp, args, store=False)
+            rows.extend(parts)
+            lat, _, parts = tickcast_latency(broker, azurite, tmp, args, store=False)
             rows.append(("  the same, state store dropped (what the per-batch save costs)",
                          f"{lat.p50:.1f} / {lat.p99:.1f} ms (n={lat.n})", f"p99 {lat.p99 / bare.p99:.2f}x floor"))
-            drain = tickcast_drain(broker, azurite, tmp, args, None, args.drain)
+            rows.extend(parts)
+            for label, variant in DIAGNOSES if args.diagnose else ():
+                lat, _, parts = tickcast_latency(broker, azurite, tmp, args, store=False, **variant)
+                rows.append((f"  diagnosis, state store dropped, {label}", f"{lat.p50:.1f} / {lat.p99:.1f} ms (n={lat.n})",
+                             f"p99 {lat.p99 / bare.p99:.2f}x floor"))
+                rows.extend(parts)
+        if not args.only_peers and not args.latency_only:
+            shares: dict[str, float] = {}
+            drain = tickcast_drain(broker, azurite, tmp, args, None, args.drain, shares)
             if args.profile:
                 tickcast_drain(broker, azurite, tmp, args, args.profile, min(args.drain, 50_000))
             rows.append((f"predict drain through the broker ({args.drain:,} ticks)", f"{drain:,.0f} ticks/s",
                          f"{drain / TARGET_DRAIN:.2f}x target {TARGET_DRAIN:,}"))
+            rows.append(("    share of the drain's time per driver step", "  ".join(
+                f"{k} {v:.0%}" for k, v in shares.items()) + f"  other {1 - sum(shares.values()):.0%}", ""))
             for label, rate in local.in_process(azurite, args.symbols, args.profile):
                 rows.append((label, f"{rate:,.0f} ticks/s", f"{rate / TARGET_IN_PROCESS:.2f}x target "
                              f"{TARGET_IN_PROCESS:,}; {rate / drain:.2f}x drain"))

@@ -208,7 +208,7 @@ def footprint(azurite, symbols: int, bars: int = 30, ticks_per_bar: int = 5) -> 
 def _day_core_bytes(bars: int = 1_440) -> int:
     """Pickled model-side state (features, forecaster, pending forecast) of one symbol after ``bars``
     bars, when the day-long feature windows are full: the steady-state checkpoint of a symbol."""
-    from shared.serving.partitions import _core
+    from shared.serving.engine import pickle_core as _core
 
     service = _service(False, None)
     for events, ids in _batches(make_ticks(1, bars * 2 + 1, bar_every=2)):

@@ -4,7 +4,7 @@ This driver is hand-written because the Functions host (a .NET runtime with its
 Event Hubs extension) is not available offline and no Python library runs
 ``azure.functions`` apps from Kafka; so the local stack reads each
 function's binding declarations (``app.get_functions()``), resolves ``%NAME%``
-binding expressions from the app settings only, consumes the trigger hub as a Kafka
+binding expressions from the app settings only (both in :mod:`local_stack.bindings`), consumes the trigger hub as a Kafka
 topic with the function's consumer group, and calls the decorated Python
 function (``fn.get_user_function()``) with a batch of ``func.EventHubEvent`` and
 one ``func.Out`` per output binding. It is never kinder than the host:
@@ -37,9 +37,18 @@ One invocation goes in numbered steps:
 4. hand what it set on ``signalR`` output bindings to the ``signalr`` sink (the local hub);
 
 a failure at any step fails the invocation (an output binding error fails it in Azure too).
+Step 3 sends at once whatever the producer's ``linger.ms``: librdkafka's ``flush`` ignores
+``linger.ms`` for the duration of the call (``rd_kafka_flush`` in ``src/rdkafka.h``; librdkafka
+v1.8.0), so outputs leave when the invocation completes, as the host sends output-binding events
+with the invocation's result, and the outputs of one invocation still go in one request.
 After the invocation and its retries, the batch's offsets are committed synchronously (the
 checkpoint). A crash before the checkpoint redelivers the batch (at-least-once); the downstream
 upserts make the redelivery harmless.
+
+Each :class:`BatchReport` carries the batch's timings (``BatchReport.TIMINGS``): the first event's
+hop from its enqueued time to the driver, its wait in the driver, then building the events, the
+function call, produce, flush and the checkpoint commit; ``bench/pipeline.py`` prints their
+percentiles for the latency runs.
 
 A ``signalR`` output binding (messages ``{"target", "arguments"}``, one or a JSON
 array of them, as the Functions host accepts) is validated before step 2; without a sink the
@@ -51,120 +60,30 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import azure.functions as func
-from azure.functions.decorators.core import BindingDirection
 from azure.functions.meta import Datum
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message, Producer,
+                             TopicPartition)
 
-from local_stack.hostjson import BindingError, EventHubOptions, InvocationContext, Outcome, RetryPolicy, execute
+from local_stack.bindings import (BindingError, CollectingOut, app_functions, output_bindings, resolve,
+                                  signalr_messages, trigger_of)
+from local_stack.hostjson import EventHubOptions, InvocationContext, Outcome, RetryPolicy, execute
 
 __all__ = ["BindingError", "BatchReport", "CollectingOut", "EventHubFunctionDriver", "OutputError", "app_functions",
-           "output_bindings", "resolve", "signalr_messages", "trigger_of"]
+           "event_hub_events", "output_bindings", "resolve", "signalr_messages", "trigger_of"]
 
 log = logging.getLogger(__name__)
-
-_SETTING = re.compile(r"%([^%]+)%")
 
 
 class OutputError(RuntimeError):
     """Outputs were not acknowledged by the broker: the invocation fails, as an output binding error does."""
-
-
-def resolve(expression: str, settings: Mapping[str, str]) -> str:
-    """Resolve ``%NAME%`` binding expressions from ``settings``, as the Functions host does.
-
-    Raises
-    ------
-    BindingError
-        If a referenced setting is missing.
-    """
-
-    def sub(m: re.Match) -> str:
-        if m.group(1) not in settings:
-            raise BindingError(f"binding expression {m.group(0)} names a missing app setting")
-        return settings[m.group(1)]
-
-    return _SETTING.sub(sub, expression)
-
-
-def trigger_of(function: Any, kind: str, what: str) -> dict[str, Any]:
-    """The trigger declaration of ``function`` (its ``get_dict_repr()``), checked to be of type ``kind``.
-
-    Raises
-    ------
-    BindingError
-        The trigger is of another type (``what`` names the expected one, e.g. ``"a timer"``).
-    """
-    trigger = function.get_trigger().get_dict_repr()
-    if trigger.get("type") != kind:
-        raise BindingError(f"{function.get_function_name()}: trigger {trigger.get('type')} is not {what}")
-    return trigger
-
-
-def output_bindings(function: Any, settings: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """The output bindings of ``function``: Event Hub ones (name -> topic) and ``signalR`` ones (name -> hub).
-
-    Raises
-    ------
-    BindingError
-        Another output binding type, or an expression that cannot be resolved.
-    """
-    topics: dict[str, str] = {}
-    hubs: dict[str, str] = {}
-    for binding in function.get_bindings():
-        spec = binding.get_dict_repr()
-        if spec.get("direction") != BindingDirection.OUT:
-            continue
-        if spec.get("type") == "eventHub":
-            topics[spec["name"]] = resolve(spec["eventHubName"], settings)
-        elif spec.get("type") == "signalR":
-            hubs[spec["name"]] = resolve(spec["hubName"], settings)
-        else:
-            raise BindingError(
-                f"{function.get_function_name()}: output binding type {spec.get('type')} is not supported locally"
-            )
-    return topics, hubs
-
-
-_FUNCTIONS: dict[int, list[Any]] = {}
-
-
-def app_functions(app: func.FunctionApp) -> list[Any]:
-    """``app.get_functions()``, indexed once per app object.
-
-    azure-functions refuses to index an app twice in one process (it reports every
-    function as a duplicate name), so drivers and tests share this one indexing.
-    """
-    if id(app) not in _FUNCTIONS:
-        _FUNCTIONS[id(app)] = app.get_functions()
-    return _FUNCTIONS[id(app)]
-
-
-class CollectingOut(func.Out):
-    """A ``func.Out`` that keeps what the function set, for the driver to send on."""
-
-    def __init__(self) -> None:
-        self._value: Any = None
-
-    def set(self, val: Any) -> None:
-        self._value = val
-
-    def get(self) -> Any:
-        return self._value
-
-    def items(self) -> list[str | bytes]:
-        """The value set, as a list of events (a single value becomes a list of one)."""
-        if self._value is None:
-            return []
-        return list(self._value) if isinstance(self._value, (list, tuple)) else [self._value]
 
 
 def _key_of(event: str | bytes) -> bytes | None:
@@ -175,31 +94,39 @@ def _key_of(event: str | bytes) -> bytes | None:
     return symbol.encode() if isinstance(symbol, str) else None
 
 
-def signalr_messages(value: Any) -> list[dict]:
-    """The messages a function set on a ``signalR`` output binding, as the Functions host reads them.
+def event_hub_events(records: list[Message], hub: str, group: str) -> list[func.EventHubEvent]:
+    """One ``func.EventHubEvent`` per record of one partition's batch, as the Python worker builds them.
 
-    A JSON string holding one message or an array of messages, a dict, or a list
-    of either; each must be ``{"target": str, "arguments": list}``.
-
-    Raises
-    ------
-    BindingError
-        A value that is not such a message (the host would fail the invocation).
+    Every event points to the batch's common trigger metadata, whose ``PartitionContext`` names the
+    hub, consumer group and partition (``azure.functions.EventHubEvent.metadata``); ``enqueued_time``
+    is the record's Kafka timestamp (ms since epoch UTC) as an aware UTC datetime, as the worker
+    parses ``EnqueuedTimeUtc``; ``offset`` is ``"<partition>:<offset>"``. Records enqueued in the
+    same millisecond share one datetime and records of one key one string (both immutable): the
+    per-record cost falls from 1.5 to 0.9 us when a backlog is drained (~100 records per ms; 1.4 us
+    at one record per ms; ``bench/pipeline.py`` shows the build share of the drain).
     """
-    items = value if isinstance(value, (list, tuple)) else [value]
-    messages: list[dict] = []
-    for item in items:
-        if isinstance(item, (str, bytes)):
-            try:
-                item = json.loads(item)
-            except ValueError as exc:
-                raise BindingError(f"signalR output is not JSON: {exc}") from None
-        for message in item if isinstance(item, list) else [item]:
-            if not (isinstance(message, dict) and isinstance(message.get("target"), str)
-                    and isinstance(message.get("arguments", []), list)):
-                raise BindingError(f"signalR output is not a message with target and arguments: {str(message)[:200]}")
-            messages.append(message)
-    return messages
+    if not records:
+        return []
+    partition = records[0].partition()
+    metadata = {"PartitionContext": Datum(json.dumps({
+        "EventHubName": hub, "ConsumerGroup": group, "PartitionId": str(partition)}), "json")}
+    prefix = f"{partition}:"
+    times: dict[int, datetime] = {}
+    keys: dict[bytes | None, str | None] = {None: None}
+    events = []
+    for m in records:
+        ms = m.timestamp()[1]
+        when = times.get(ms)
+        if when is None:
+            when = times[ms] = datetime.fromtimestamp(ms / 1000, tz=UTC)
+        raw = m.key()
+        key = keys.get(raw, keys)
+        if key is keys:
+            key = keys[raw] = raw.decode("utf-8", "replace") or None
+        offset = m.offset()
+        events.append(func.EventHubEvent(body=m.value() or b"", trigger_metadata=metadata, partition_key=key,
+                                         sequence_number=offset, offset=prefix + str(offset), enqueued_time=when))
+    return events
 
 
 @dataclass
@@ -213,6 +140,17 @@ class BatchReport:
     partition : the Kafka partition (the Event Hub partition) of the batch; -1 in totals.
     attempts : invocations made (1 + retries).
     lost : events of the batch when every attempt failed and it was checkpointed past, else 0.
+    hop_ms : wall-clock ms from the batch's first event's enqueued time (its Kafka timestamp, ms
+        since epoch UTC, set by the producer) to its arrival in the driver: producer linger, broker
+        and fetch wait together (clocks of one machine).
+    waited_ms : ms the batch's first event waited in the driver before dispatch (``time.monotonic``).
+    build_ms : ms building the batch's ``func.EventHubEvent`` objects (last attempt).
+    invoke_ms : ms in the function call (last attempt).
+    produce_ms : ms handing the outputs to the producer and validating SignalR outputs (last attempt).
+    flush_ms : ms until the broker acknowledged every output (``Producer.flush``; last attempt).
+    commit_ms : ms of the synchronous checkpoint commit (0 when this batch wrote no checkpoint).
+
+    In :attr:`EventHubFunctionDriver.totals` the ``*_ms`` fields are sums over the batches.
     """
 
     consumed: int = 0
@@ -220,6 +158,16 @@ class BatchReport:
     partition: int = -1
     attempts: int = 0
     lost: int = 0
+    hop_ms: float = 0.0
+    waited_ms: float = 0.0
+    build_ms: float = 0.0
+    invoke_ms: float = 0.0
+    produce_ms: float = 0.0
+    flush_ms: float = 0.0
+    commit_ms: float = 0.0
+
+    TIMINGS: ClassVar[tuple[str, ...]] = ("hop_ms", "waited_ms", "build_ms", "invoke_ms", "produce_ms", "flush_ms", "commit_ms")
+    """The names of the per-batch timings, in the order a batch goes through them."""
 
 
 _Key = tuple[str, int]
@@ -288,6 +236,8 @@ class EventHubFunctionDriver:
         """Events read but not yet dispatched, per partition (the host's stored events)."""
         self._since: dict[_Key, float] = {}
         """When each partition's wait to fill a batch started (``time.monotonic()``)."""
+        self._arrived: dict[_Key, list[float]] = {}
+        """When each stored event arrived (``time.monotonic()``), parallel to ``_stored``."""
         self._unsaved: dict[_Key, tuple[int, int]] = {}
         """Per partition: batches since its last checkpoint, and the offset to checkpoint."""
         self._failed_deliveries = 0
@@ -303,6 +253,7 @@ class EventHubFunctionDriver:
         for tp in partitions:
             self._stored.pop((tp.topic, tp.partition), None)
             self._since.pop((tp.topic, tp.partition), None)
+            self._arrived.pop((tp.topic, tp.partition), None)
             self._unsaved.pop((tp.topic, tp.partition), None)
 
     def _delivered(self, err: KafkaError | None, _msg: Any) -> None:
@@ -325,26 +276,32 @@ class EventHubFunctionDriver:
         first = self.consumer.poll(timeout)
         if first is None:
             return
+        now = time.monotonic()
         for m in [first, *self.consumer.consume(self.options.max_event_batch_size, 0)]:
             if self._kafka_error(m):
                 continue
             key = (m.topic(), m.partition())
             self._stored.setdefault(key, []).append(m)
-            self._since.setdefault(key, time.monotonic())
+            self._arrived.setdefault(key, []).append(now)
+            self._since.setdefault(key, now)
 
-    def _ready(self) -> list[tuple[_Key, list[Message]]]:
-        """Take the batches due now: ``minEventBatchSize`` events, or whatever waited ``maxWaitTime``."""
+    def _ready(self) -> list[tuple[_Key, list[Message], float]]:
+        """Take the batches due now: ``minEventBatchSize`` events, or whatever waited ``maxWaitTime``.
+
+        Each comes with the arrival time (``time.monotonic()``) of its first event.
+        """
         now, o = time.monotonic(), self.options
         due = []
         for key in list(self._stored):
-            stored = self._stored[key]
+            stored, arrived = self._stored[key], self._arrived[key]
             if len(stored) >= o.min_event_batch_size or now - self._since[key] >= o.max_wait_time_s:
-                due.append((key, stored[: o.max_event_batch_size]))
+                due.append((key, stored[: o.max_event_batch_size], arrived[0]))
                 rest = stored[o.max_event_batch_size:]
                 if rest:  # the host restarts the wait on the events left over
                     self._stored[key], self._since[key] = rest, now
+                    self._arrived[key] = arrived[o.max_event_batch_size:]
                 else:
-                    del self._stored[key], self._since[key]
+                    del self._stored[key], self._since[key], self._arrived[key]
         return due
 
     def run_once(self, stop: threading.Event | None = None) -> list[BatchReport]:
@@ -355,23 +312,25 @@ class EventHubFunctionDriver:
         """
         self._fetch()
         due, reports = self._ready(), []
-        for i, (key, records) in enumerate(due):
+        for i, (key, records, arrived) in enumerate(due):
             try:
-                reports.append(self._dispatch(key, records, stop))
+                reports.append(self._dispatch(key, records, stop, arrived))
             except Exception:
                 # Outside the invocation (e.g. the on_batch callback): the batches not yet
                 # dispatched go back in front of their partitions, so none is dropped unseen.
-                for k, recs in reversed(due[i + 1:]):
+                for k, recs, at in reversed(due[i + 1:]):
                     self._stored[k] = recs + self._stored.get(k, [])
+                    self._arrived[k] = [at] * len(recs) + self._arrived.get(k, [])
                     self._since.setdefault(k, time.monotonic())
                 raise
         return reports
 
     # ------------------------------------------------------------------ one batch
-    def _invoke(self, records: list[Message], retried: int = 0) -> dict[str, int]:
+    def _invoke(self, records: list[Message], retried: int = 0, report: BatchReport | None = None) -> dict[str, int]:
         """One invocation (after ``retried`` failed tries): call, produce, flush, hand SignalR messages over.
 
-        Returns the outputs per topic.
+        Returns the outputs per topic; the time of each step goes into ``report`` (``build_ms``,
+        ``invoke_ms``, ``produce_ms``, ``flush_ms``), as far as the invocation got.
 
         Raises
         ------
@@ -379,26 +338,19 @@ class EventHubFunctionDriver:
             Whatever the function raises; :class:`BindingError` for an invalid SignalR output;
             :class:`OutputError` when outputs were not acknowledged.
         """
-        # A batch is one partition's (see ``_ready``); every event points to the batch's common trigger
-        # metadata, whose PartitionContext names the partition (azure.functions.EventHubEvent.metadata).
-        metadata = {"PartitionContext": Datum(json.dumps({
-            "EventHubName": self.topic, "ConsumerGroup": self.group, "PartitionId": str(records[0].partition()),
-        }), "json")} if records else None
-        events = [
-            func.EventHubEvent(
-                body=m.value() or b"",
-                trigger_metadata=metadata,
-                partition_key=(m.key() or b"").decode("utf-8", "replace") or None,
-                sequence_number=m.offset(),
-                offset=f"{m.partition()}:{m.offset()}",
-                enqueued_time=datetime.fromtimestamp(m.timestamp()[1] / 1000, tz=UTC),
-            )
-            for m in records
-        ]
+        report = report if report is not None else BatchReport()
+        t0 = time.perf_counter()
+        events = event_hub_events(records, self.topic, self.group)
         outs = {name: CollectingOut() for name in self.outputs}
         hub_outs = {name: CollectingOut() for name in self.signalr_outputs}
         context = {"context": InvocationContext.for_try(self.name, self.retry, retried)} if self.takes_context else {}
-        self.user_function(**{self.trigger_arg: events}, **outs, **hub_outs, **context)
+        t1 = time.perf_counter()
+        report.build_ms, report.invoke_ms, report.produce_ms, report.flush_ms = (t1 - t0) * 1e3, 0.0, 0.0, 0.0
+        try:
+            self.user_function(**{self.trigger_arg: events}, **outs, **hub_outs, **context)
+        finally:
+            t2 = time.perf_counter()
+            report.invoke_ms = (t2 - t1) * 1e3
         hub_messages = {name: signalr_messages(out.get()) for name, out in hub_outs.items() if out.get() is not None}
         produced: dict[str, int] = {}
         self._failed_deliveries = 0
@@ -409,7 +361,11 @@ class EventHubFunctionDriver:
                 value = item.encode() if isinstance(item, str) else item
                 self.producer.produce(self.outputs[name], value=value, key=_key_of(value), on_delivery=self._delivered)
                 self.producer.poll(0)
-        if self.producer.flush(30) > 0 or self._failed_deliveries:
+        t3 = time.perf_counter()
+        report.produce_ms = (t3 - t2) * 1e3
+        unflushed = self.producer.flush(30)
+        report.flush_ms = (time.perf_counter() - t3) * 1e3
+        if unflushed > 0 or self._failed_deliveries:
             raise OutputError(f"{self.name}: {self._failed_deliveries} outputs failed or unflushed")
         for name, messages in hub_messages.items():
             hub = self.signalr_outputs[name]
@@ -418,16 +374,26 @@ class EventHubFunctionDriver:
                 self.signalr(hub, messages)
         return produced
 
-    def _dispatch(self, key: _Key, records: list[Message], stop: threading.Event | None) -> BatchReport:
-        """Invoke for one partition's batch under the retry policy, then checkpoint past it."""
+    def _dispatch(self, key: _Key, records: list[Message], stop: threading.Event | None,
+                  arrived: float | None = None) -> BatchReport:
+        """Invoke for one partition's batch under the retry policy, then checkpoint past it.
+
+        ``arrived``: when the batch's first event arrived in the driver (``time.monotonic()``).
+        """
         report = BatchReport(consumed=len(records), partition=key[1])
+        if arrived is not None:
+            now = time.monotonic()
+            report.waited_ms = (now - arrived) * 1e3
+            kind, enqueued_ms = records[0].timestamp()
+            if kind != TIMESTAMP_NOT_AVAILABLE:
+                report.hop_ms = (time.time() - (now - arrived)) * 1e3 - enqueued_ms
 
         tries = 0
 
         def attempt() -> None:
             nonlocal tries
             tries += 1
-            report.produced = self._invoke(records, retried=tries - 1)
+            report.produced = self._invoke(records, retried=tries - 1, report=report)
 
         outcome: Outcome = execute(attempt, self.retry, self.name, stop, self.rng)
         report.attempts = outcome.attempts
@@ -440,20 +406,26 @@ class EventHubFunctionDriver:
             log.error("%s: batch of %d events (%s[%d] offsets %d-%d) failed %d time(s) (%s: %s); checkpointed past: lost",
                       self.name, len(records), key[0], key[1], records[0].offset(), records[-1].offset(),
                       outcome.attempts, "retry policy exhausted" if self.retry else "no retry policy", outcome.error)
-        self._checkpoint(key, records[-1].offset() + 1)
+        report.commit_ms = self._checkpoint(key, records[-1].offset() + 1)
         self.totals.consumed += report.consumed
+        for name in BatchReport.TIMINGS:
+            setattr(self.totals, name, getattr(self.totals, name) + getattr(report, name))
         for topic, n in report.produced.items():
             self.totals.produced[topic] = self.totals.produced.get(topic, 0) + n
         if self.on_batch is not None:
             self.on_batch(report)
         return report
 
-    def _checkpoint(self, key: _Key, next_offset: int) -> None:
-        """Count the batch; every ``batchCheckpointFrequency`` batches, commit the partition synchronously."""
+    def _checkpoint(self, key: _Key, next_offset: int) -> float:
+        """Count the batch; every ``batchCheckpointFrequency`` batches, commit the partition synchronously.
+
+        Returns the ms the commit took (failed or not), 0.0 when this batch wrote no checkpoint.
+        """
         batches = self._unsaved.get(key, (0, 0))[0] + 1
         if batches < self.options.batch_checkpoint_frequency:
             self._unsaved[key] = (batches, next_offset)
-            return
+            return 0.0
+        t0 = time.perf_counter()
         try:
             self.consumer.commit(offsets=[TopicPartition(key[0], key[1], next_offset)], asynchronous=False)
         except KafkaException as exc:
@@ -461,8 +433,9 @@ class EventHubFunctionDriver:
             # retries it, and events past the last stored checkpoint are redelivered after a restart.
             self._unsaved[key] = (batches, next_offset)
             log.warning("%s: checkpoint of %s[%d] at offset %d failed: %s", self.name, key[0], key[1], next_offset, exc)
-            return
+            return (time.perf_counter() - t0) * 1e3
         self._unsaved.pop(key, None)
+        return (time.perf_counter() - t0) * 1e3
 
     def _kafka_error(self, message: Any) -> bool:
         err = message.error()
