@@ -45,7 +45,7 @@ RETRY = {"strategy": "fixed_delay", "max_retry_count": "3", "delay_interval": "0
 """``predict``'s retry policy: three more tries, one second apart (then the batch is dead-lettered whole)."""
 
 
-service = ProcessService(make_predict_service)
+service = ProcessService(make_predict_service, close=lambda s: s.close())
 
 
 @bp.function_name("predict")

@@ -40,14 +40,24 @@ pointers are answered from their cached values, models from the in-memory cache 
 newest loaded version of each key (so a symbol first seen during an outage is served by its
 key's, or the fallback key's, last loaded champion), and checkpoints are postponed to the
 first bar close after storage answers again. Recovery is automatic: the first call after the
-back-off is a probe; when it succeeds the breaker closes. Skipping rather than a background
-thread keeps the swap at the same minute boundary as when storage is healthy (no thread in
-the Functions worker, no race with the engine over a model being pickled).
+back-off is a probe; when it succeeds the breaker closes.
+
+Polls off the bar-close path (:meth:`ChampionSource.start_polling`, what ``predict`` uses): a
+pointer read is a Blob round trip (~5-10 ms), and every symbol's pointer came due in the same
+``poll_seconds``, so one invocation in five seconds paid them all in a row — the p99 of tick ->
+prediction (``bench/pipeline.py --diagnose``: 74 ms invocations, 2.4 ms without the polls). With
+polling started, a daemon thread re-reads every known pointer each ``poll_seconds`` and loads a
+changed champion *before* publishing its version, so :meth:`~ChampionSource.refresh` answers from
+memory and swaps at the first bar close after the change was seen, as before, with no storage call.
+The thread only replaces cache entries; the engine never gets an object the thread mutates (it
+swaps in its own copy). A symbol's first sight (:meth:`~ChampionSource.initial`) and checkpoints
+stay in the caller's thread.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -171,6 +181,66 @@ class ChampionSource:
         self.backoff = backoff if backoff is not None else Backoff(clock=clock)
         self.checkpoints_saved = 0
         self.errors = 0
+        self._lock = threading.Lock()  # pointer and model cache updates (never held during I/O)
+        self._stop: threading.Event | None = None
+        self._poller: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ background polling
+
+    def start_polling(self) -> None:
+        """Re-read the known pointers every ``poll_seconds`` on a daemon thread (see the module
+        docstring); :meth:`refresh` then makes no storage call. Idempotent."""
+        if self._poller is not None:
+            return
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, args=(self._stop,), name="champion-poller",
+                                        daemon=True)
+        self._poller.start()
+
+    def close(self) -> None:
+        """Stop the polling thread, if any (waits at most one storage call)."""
+        if self._stop is not None:
+            self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=15)
+        self._poller = self._stop = None
+
+    def _poll_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self.poll_seconds):
+            try:
+                self.poll_once()
+            except Exception:  # never let the poller die: log and poll again next period
+                self.errors += 1
+                log.exception("champion poll failed")
+
+    def poll_once(self) -> None:
+        """Re-read every known pointer now; load a changed champion before publishing its version."""
+        with self._lock:
+            keys = list(self._pointers)
+        for key in keys:
+            cached = self._pointers.get(key)
+            try:
+                found = self._call("pointer", self.registry.current_if_changed, key, cached.etag if cached else None)
+            except _Skipped:
+                return  # storage down: the breaker paces the retries
+            except (RegistryError, AzureError, ValueError) as exc:
+                self.errors += 1
+                log.error("cannot read the champion pointer of %s: %s", key, exc)
+                continue
+            now = self.clock()
+            if found == UNCHANGED:
+                if cached is not None:
+                    cached.checked_at = now
+                continue
+            version, etag = found if found is not None else (None, None)  # type: ignore[misc]
+            if version is not None:
+                try:
+                    self._load(key, version)  # the model is in the cache before anyone sees the version
+                except (_Skipped, RegistryError, AzureError) as exc:
+                    log.error("champion %s of %s seen but not loaded (%s); retried next poll", version, key, exc)
+                    continue
+            with self._lock:
+                self._pointers[key] = _Pointer(now, etag, version)
 
     def _call(self, what: str, fn: Callable[..., object], *args: object) -> object:
         """``fn(*args)`` unless the breaker is open; an ``AzureError`` opens it.
@@ -216,7 +286,8 @@ class ChampionSource:
             if cached is None:
                 raise
             return cached
-        self._models[key] = (version, model)
+        with self._lock:
+            self._models[key] = (version, model)
         return version, model
 
     # ------------------------------------------------------------------ pointers
@@ -225,8 +296,8 @@ class ChampionSource:
         """Champion version of ``key`` (``None`` if none), re-read at most every poll_seconds."""
         now = self.clock()
         cached = self._pointers.get(key)
-        if cached is not None and not force and now - cached.checked_at < self.poll_seconds:
-            return cached.version
+        if cached is not None and not force and (self._poller is not None or now - cached.checked_at < self.poll_seconds):
+            return cached.version  # with polling started, the thread keeps it current
         try:
             found = self._call("pointer", self.registry.current_if_changed, key, cached.etag if cached else None)
         except _Skipped:  # storage down: the last known champion (None if never read)
@@ -235,7 +306,8 @@ class ChampionSource:
             cached.checked_at = now  # type: ignore[union-attr]
             return cached.version  # type: ignore[union-attr]
         version, etag = found if found is not None else (None, None)  # type: ignore[misc]
-        self._pointers[key] = _Pointer(now, etag, version)
+        with self._lock:
+            self._pointers[key] = _Pointer(now, etag, version)
         return version
 
     def champion(self, exchange: str, symbol: str, *, force: bool = False) -> tuple[str, str] | None:

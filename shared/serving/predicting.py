@@ -301,6 +301,7 @@ def build_predict_service(
     forecast_model: str = "",
     price_update_ms: int | None = None,
     state_store: PartitionStateStore | None = None,
+    poll_in_background: bool = False,
 ) -> PredictService:
     """Wire a :class:`PredictService` to a registry (``None``: every symbol starts cold).
 
@@ -317,6 +318,8 @@ def build_predict_service(
     price_update_ms : ``PRICE_UPDATE_MS`` (least time between two price events of a symbol, ms);
         ``None``: no price events.
     state_store : where partition state is saved and restored (``None``: in memory only).
+    poll_in_background : re-read champion pointers on a thread (:meth:`ChampionSource.start_polling`),
+        so that no bar close waits on a pointer read; the service's :meth:`~PredictService.close` stops it.
     """
     source = (
         ChampionSource(registry, default_key, poll_seconds, checkpoint_seconds)
@@ -326,4 +329,8 @@ def build_predict_service(
     engine = ForecastEngine(source, interval_level=interval_level, forecast_model=forecast_model, warmup=warmup)
     if clock is not None:
         engine.clock = clock
-    return PredictService(engine, price_update_ms=price_update_ms, clock=clock or now_ms, state_store=state_store)
+    service = PredictService(engine, price_update_ms=price_update_ms, clock=clock or now_ms, state_store=state_store)
+    if poll_in_background and isinstance(source, ChampionSource):
+        source.start_polling()
+        service.closers.append(source.close)
+    return service

@@ -172,6 +172,7 @@ def make_predict_service(settings: Settings) -> PredictService:
         forecast_model=settings.forecast_model,
         price_update_ms=settings.price_update_ms,
         state_store=make_state_store(settings, registry),
+        poll_in_background=True,
     )
     if warmup is not None:
         service.closers.append(warmup.close)

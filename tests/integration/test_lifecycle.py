@@ -295,6 +295,43 @@ def test_engine_swaps_at_the_minute_boundary_and_keeps_feature_state(model_regis
     assert state.features.bars_seen == seen_before + 2  # the swap did not reset the features
 
 
+def test_background_polling_swaps_with_no_storage_call_in_the_bar_close(model_registry, real_bars):
+    """With :meth:`ChampionSource.start_polling` (as ``predict`` runs), a bar close reads only memory: a
+    promoted champion is loaded by the poller first and swapped in at the next bar close after it."""
+    first = _promote_champion(model_registry, "default")
+    source = ChampionSource(model_registry, "default", poll_seconds=0.2)
+    engine = ForecastEngine(source)
+    bars = real_bars[:40]
+    out = []
+    for i, bar in enumerate(bars[:5]):
+        out += engine.process([tick_at(bar.open_time_ms, bar.close, i)])
+    source.start_polling()
+    try:
+        second = _candidate(model_registry, KEY, ReturnForecaster(), _holdout(1.0)).version
+        model_registry.set_current(KEY, second)
+        deadline = time.monotonic() + 20
+        while source.champion(EXCHANGE, SYMBOL) != (KEY, second) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert source.champion(EXCHANGE, SYMBOL) == (KEY, second)
+        calls = []  # storage calls made by this (the invoking) thread
+        for name in ("current_if_changed", "current", "load", "load_checkpoint"):
+            real = getattr(model_registry, name)
+
+            def spy(*a, _n=name, _r=real, **k):
+                if threading.current_thread() is threading.main_thread():
+                    calls.append(_n)
+                return _r(*a, **k)
+
+            setattr(model_registry, name, spy)
+        time.sleep(0.5)  # at least two poll periods: the bar close below is past its poll interval
+        out += engine.process([tick_at(bars[5].open_time_ms, bars[5].close, 5)])
+        assert calls == []
+    finally:
+        source.close()
+    versions = [p.model_version for p in out if p.type == "prediction"]
+    assert versions[:-1] == [first] * (len(versions) - 1) and versions[-1] == second
+
+
 def test_restart_warms_features_from_history_and_resumes_from_a_checkpoint(model_registry, mysql_url, real_bars):
     champion = _promote_champion(model_registry, "default")
     store = HistoryStore.from_url(mysql_url)
