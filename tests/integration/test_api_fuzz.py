@@ -143,7 +143,17 @@ def urls(draw) -> tuple[str, str]:
 def test_the_local_host_over_loopback_answers_any_url_without_a_500(web, history, request):  # noqa: F811
     method, tail = request
     status, content_type, body, _ = _get(f"{web.url}/api/{tail}", method)
+    if len(f"{method} /api/{tail} HTTP/1.1") > REQUEST_LINE_LIMIT:
+        # refused by the HTTP server before any route runs (aiohttp's max_line_size; Azure's front end
+        # has URL limits of its own): a plain 4xx, never a 500
+        assert 400 <= status < 500, (status, body[:200])
+        return
     _assert_answer(status, content_type, body, f"{method} /api/{tail}")
+
+
+REQUEST_LINE_LIMIT = 8190
+"""aiohttp's default ``max_line_size`` (``aiohttp/http_parser.py``): a longer request line is answered
+by the server with a plain-text 400."""
 
 
 def test_unmatched_routes_and_methods_are_json_over_loopback(web):
