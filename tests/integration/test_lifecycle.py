@@ -332,6 +332,42 @@ def test_background_polling_swaps_with_no_storage_call_in_the_bar_close(model_re
     assert versions[:-1] == [first] * (len(versions) - 1) and versions[-1] == second
 
 
+def test_with_polling_a_checkpoint_is_written_by_the_polling_thread(model_registry, real_bars):
+    """The bar close hands a copy over and returns; the thread writes it, and it is the model as it
+    was at that bar close (the live one keeps learning)."""
+    champion = _promote_champion(model_registry, "default")
+    clock = [0.0]
+    source = ChampionSource(model_registry, "default", poll_seconds=0.2, checkpoint_seconds=60,
+                            clock=lambda: clock[0])
+    engine = ForecastEngine(source)
+    writers = []
+    real = model_registry.save_checkpoint
+
+    def spy(*args, **kwargs):
+        writers.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    model_registry.save_checkpoint = spy
+    source.start_polling()
+    try:
+        bars = real_bars[:12]
+        for i, bar in enumerate(bars[:10]):
+            engine.process([tick_at(bar.open_time_ms, bar.close, i)])
+        clock[0] = 61.0
+        engine.process([tick_at(bars[10].open_time_ms, bars[10].close, 10)])  # due: handed over
+        handed = pickle.dumps(engine.symbols[(EXCHANGE, SYMBOL)].forecaster)
+        engine.process([tick_at(bars[11].open_time_ms, bars[11].close, 11)])  # learns on, not due
+        assert engine.stats.checkpoints == 1 and writers in ([], ["champion-poller"])
+        deadline = time.monotonic() + 10
+        while not writers and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        source.close()
+    assert writers == ["champion-poller"] and source.checkpoints_saved == 1
+    saved, info = model_registry.load_checkpoint(KEY, champion)
+    assert pickle.dumps(saved) == handed != pickle.dumps(engine.symbols[(EXCHANGE, SYMBOL)].forecaster)
+
+
 def test_restart_warms_features_from_history_and_resumes_from_a_checkpoint(model_registry, mysql_url, real_bars):
     champion = _promote_champion(model_registry, "default")
     store = HistoryStore.from_url(mysql_url)
