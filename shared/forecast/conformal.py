@@ -119,6 +119,24 @@ def default_window(level: float) -> int:
     return math.ceil(MIN_EXCEEDANCES / (1.0 - level) - 1e-9)
 
 
+def _count_miss(interval, score: float, half_width: float | None) -> bool:
+    """Whether ``score`` fell outside ``half_width`` (default: the interval's current one), counted in
+    the interval's ``seen`` and ``misses``.
+
+    Raises
+    ------
+    ValueError
+        If ``score`` is negative or NaN.
+    """
+    if not score >= 0.0:
+        raise ValueError(f"score must be >= 0, got {score!r}")
+    q = interval.half_width() if half_width is None else half_width
+    miss = score > q
+    interval.seen += 1
+    interval.misses += miss
+    return miss
+
+
 class AdaptiveConformalInterval:
     """Half-width of a symmetric interval in score units, calibrated online.
 
@@ -176,12 +194,7 @@ class AdaptiveConformalInterval:
         ValueError
             If ``score`` is negative or NaN.
         """
-        if not score >= 0.0:
-            raise ValueError(f"score must be >= 0, got {score!r}")
-        q = self.half_width() if half_width is None else half_width
-        miss = score > q
-        self.seen += 1
-        self.misses += miss
+        miss = _count_miss(self, score, half_width)
         self.alpha_t += self.rate * (self.alpha - miss)
         fifo, ordered = self._fifo, self._sorted
         if len(fifo) == self.window:
@@ -248,12 +261,7 @@ class QuantileTracker:
         ValueError
             If ``score`` is negative or NaN.
         """
-        if not score >= 0.0:
-            raise ValueError(f"score must be >= 0, got {score!r}")
-        q = self.half_width() if half_width is None else half_width
-        miss = score > q
-        self.seen += 1
-        self.misses += miss
+        miss = _count_miss(self, score, half_width)
         q = self.q + self.step * (miss - self.alpha)
         self.q = q if q > 0.0 else 0.0
         return miss

@@ -41,7 +41,6 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.lifecycle.registry.layout import PICKLE_PROTOCOL
 from shared.serving.engine import PARTIAL_FROM_NEXT_TICK, ForecastEngine, SymbolState
 from shared.serving.redelivery import Applied, AppliedEvents
 from shared.serving.statestore import PartitionStateStore, StateRefusedError, StorageUnavailableError

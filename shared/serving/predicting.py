@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 
 from shared.contracts.batches import BatchResult, RawEvent
 from shared.contracts.events import MalformedEventError, PriceUpdate, Tick, decode_tick, encode
@@ -203,9 +204,9 @@ class PredictService:
                             if event_id is not None:
                                 batches[event_id[0]].append((event_id[1], applied))
                         applied.price = encode(PriceUpdate(exchange, symbol, price, event_time_ms, now))
-                done.sort(key=_first)
+                done.sort(key=itemgetter(0))
                 for entries in batches.values():
-                    entries.sort(key=_first)
+                    entries.sort(key=itemgetter(0))
         finally:  # what was applied is remembered even if something unforeseen raised mid-batch
             for partition, (first, last) in spans.items():
                 known_events.remember_batch(partition, first, last, [e for e in batches[partition] if e[0] >= first])
@@ -283,10 +284,6 @@ class PredictService:
         """Count and dead-letter ``raw``; its result is the dead letter alone."""
         result.set_aside(self.source, raw, reason, counter)
         return Applied(deadletter=result.deadletters.pop())
-
-
-def _first(entry: tuple[int, Applied]) -> int:
-    return entry[0]
 
 
 def build_predict_service(
