@@ -80,6 +80,6 @@ class BatchResult:
         """Count ``raw`` under ``counter``, log it with its position, and add a dead letter for it."""
         self.counts[counter] += 1
         log.warning("set aside %s event at %s: %s", source, raw.position, reason)
-        self.deadletters.append(
-            encode(DeadLetter(source, raw.position, reason, raw.body.decode("utf-8", "replace")))
-        )
+        body = raw.body
+        payload = body if isinstance(body, str) else bytes(body).decode("utf-8", "replace")  # str: a text trigger
+        self.deadletters.append(encode(DeadLetter(source, raw.position, reason, payload)))

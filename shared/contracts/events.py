@@ -347,6 +347,15 @@ _decode_tick_fast = wire.tick_decoder(
     price_min=PRICE_MIN, price_max=PRICE_MAX, quantity_max=QUANTITY_MAX, int_max=INT_MAX,
 )
 
+decode_tick_wire = wire.tick_wire_decoder(
+    version=SCHEMA_VERSION, exchange_chars=EXCHANGE_MAX_CHARS, symbol_chars=SYMBOL_MAX_CHARS,
+    price_min=PRICE_MIN, price_max=PRICE_MAX, quantity_max=QUANTITY_MAX, int_max=INT_MAX,
+)
+"""The fast path of :func:`decode_tick` without building a :class:`Tick`: ``bytes`` or ``str`` JSON to
+a struct with the tick's fields as attributes, of the values :func:`decode_tick` gives; raises (any
+exception) where that fast path refuses, and then :func:`decode_tick` alone decides
+(:func:`.wire.tick_wire_decoder`; the caller passes ``bytes`` or ``str`` only)."""
+
 
 def decode_tick(raw: bytes | str | Mapping[str, Any]) -> Tick:
     """Decode and validate a tick event.

@@ -44,6 +44,51 @@ _SCALARS = frozenset({str, int, float, type(None)})
 datetime ...) goes to ``json.dumps``, which alone decides how to write it or which error to raise."""
 
 
+def tick_wire_decoder(
+    *,
+    version: int,
+    exchange_chars: int,
+    symbol_chars: int,
+    price_min: float,
+    price_max: float,
+    quantity_max: float,
+    int_max: int,
+) -> Callable[[Any], Any]:
+    """Return the validating parse of :func:`tick_decoder` alone: JSON to a ``msgspec.Struct`` with the
+    tick's fields, raising for whatever that decoder refuses.
+
+    Parameters are those of :func:`tick_decoder` (bounds included). The struct has the attributes
+    ``v``, ``type``, ``exchange``, ``symbol``, ``trade_id`` (``None`` when missing or ``null``),
+    ``price``, ``quantity``, ``side``, ``event_time_ms``, ``ingest_time_ms``, of the same values
+    :func:`tick_decoder` would put in the tick. It is the one parse of ``predict``'s per-tick lane
+    (:mod:`shared.serving.lane`), which reads these attributes and builds no tick object.
+
+    Returns
+    -------
+    callable
+        ``decode(raw)`` for ``raw`` of type ``bytes`` or ``str`` *only* (the caller checks: msgspec
+        also takes ``bytearray`` and ``memoryview``, which :func:`tick_decoder` refuses). It raises
+        ``msgspec.ValidationError``, ``msgspec.DecodeError`` (invalid JSON or UTF-8, a field out of
+        bounds or unknown) or ``UnicodeError``/``RecursionError`` exactly where :func:`tick_decoder`
+        returns ``None``; then only the checked decoder may say what is wrong.
+    """
+    count = Annotated[int, Meta(ge=0, le=int_max)]
+
+    class TickWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+        v: Literal[version]  # type: ignore[valid-type]
+        type: Literal["tick"]
+        exchange: Annotated[str, Meta(min_length=1, max_length=exchange_chars)]
+        symbol: Annotated[str, Meta(min_length=1, max_length=symbol_chars)]
+        price: Annotated[float, Meta(ge=price_min, le=price_max)]
+        quantity: Annotated[float, Meta(ge=0.0, le=quantity_max)]
+        side: Literal["buy", "sell"]
+        event_time_ms: count  # type: ignore[valid-type]
+        ingest_time_ms: count  # type: ignore[valid-type]
+        trade_id: count | None = None  # type: ignore[valid-type]
+
+    return msgspec.json.Decoder(TickWire).decode
+
+
 def tick_decoder(
     tick: type[T],
     *,
@@ -90,21 +135,9 @@ def tick_decoder(
     which in a frozen dataclass costs more than both parses together). Both parses read the
     same numbers and strings the same way, and the second ignores ``v`` and ``type``.
     """
-    count = Annotated[int, Meta(ge=0, le=int_max)]
-
-    class TickWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-        v: Literal[version]  # type: ignore[valid-type]
-        type: Literal["tick"]
-        exchange: Annotated[str, Meta(min_length=1, max_length=exchange_chars)]
-        symbol: Annotated[str, Meta(min_length=1, max_length=symbol_chars)]
-        price: Annotated[float, Meta(ge=price_min, le=price_max)]
-        quantity: Annotated[float, Meta(ge=0.0, le=quantity_max)]
-        side: Literal["buy", "sell"]
-        event_time_ms: count  # type: ignore[valid-type]
-        ingest_time_ms: count  # type: ignore[valid-type]
-        trade_id: count | None = None  # type: ignore[valid-type]
-
-    check = msgspec.json.Decoder(TickWire).decode
+    check = tick_wire_decoder(version=version, exchange_chars=exchange_chars, symbol_chars=symbol_chars,
+                              price_min=price_min, price_max=price_max, quantity_max=quantity_max,
+                              int_max=int_max)
     build = msgspec.json.Decoder(tick).decode
 
     def decode(raw: Any) -> T | None:

@@ -40,6 +40,7 @@ from shared.contracts.events import MalformedEventError, PriceUpdate, Tick, deco
 from shared.lifecycle.champions import ChampionSource
 from shared.lifecycle.registry import ModelRegistry
 from shared.serving.engine import ForecastEngine, Warmup, now_ms
+from shared.serving.lane import TickLane
 from shared.serving.partitions import PartitionTracker
 from shared.serving.redelivery import EVICTED, REPLAY_WINDOW, Applied, AppliedEvents, EventId
 from shared.serving.statestore import PartitionStateStore
@@ -167,8 +168,14 @@ class PredictService:
         batches: dict[str, list[tuple[int, Applied]]] = {p: [] for p in firsts}  # the same by (seq, result)
         spans: dict[str, list[int]] = {}  # partition -> [first, last] sequence number applied in this call
         fresh: dict[tuple[str, str], tuple[int, EventId | None, Applied | None]] = {}  # newest price's tick
+        lane = self._lane(ids, firsts, result, fresh)
+        completed = False
         try:
             for index, event_id in enumerate(ids):
+                if lane is not None:  # the common tick in a few steps; any other after the lane settled
+                    if lane.take(index, events[index]):
+                        continue
+                    lane.settle()
                 if event_id is not None:
                     known = known_events.lookup(event_id)
                     if known is EVICTED:
@@ -193,6 +200,9 @@ class PredictService:
                     done.append((index, applied))
                     if event_id is not None:
                         batches[event_id[0]].append((event_id[1], applied))
+            completed = True
+            if lane is not None:
+                lane.settle()
             if self.prices is not None and fresh:
                 now = self.clock()
                 for (exchange, symbol), (index, event_id, applied) in fresh.items():
@@ -208,6 +218,10 @@ class PredictService:
                 for entries in batches.values():
                     entries.sort(key=itemgetter(0))
         finally:  # what was applied is remembered even if something unforeseen raised mid-batch
+            if lane is not None:  # every event up to the last one handled, whichever path took it
+                lane.settle()
+                upto = len(ids) - 1 if completed else index - 1
+                spans = {lane.partition: [ids[0][1], ids[upto][1]]} if upto >= 0 else {}
             for partition, (first, last) in spans.items():
                 known_events.remember_batch(partition, first, last, [e for e in batches[partition] if e[0] >= first])
                 self.partitions.applied_through(partition, last)
@@ -225,6 +239,24 @@ class PredictService:
                 prices += 1
         result.counts["prices"] += prices
         return result
+
+    def _lane(self, ids: list[EventId | None], firsts: dict[str, int], result: BatchResult,
+              fresh: dict[tuple[str, str], tuple[int, EventId | None, Applied | None]]) -> TickLane | None:
+        """A :class:`~shared.serving.lane.TickLane` for this batch, or ``None`` (every event through
+        :meth:`_apply`): the lane needs one partition with strictly increasing sequence numbers, all
+        above the highest applied (a redelivery takes the event-by-event path, which re-emits)."""
+        if len(firsts) != 1:
+            return None
+        (partition, first), = firsts.items()
+        highest = self.applied.highest(partition)
+        if highest is not None and first <= highest:
+            return None
+        last = first - 1
+        for event_id in ids:
+            if event_id is None or event_id[0] != partition or event_id[1] <= last:
+                return None
+            last = event_id[1]
+        return TickLane(self.engine, self.gate, self.partitions.owner, partition, ids, result, fresh)
 
     def _apply(self, raw: RawEvent, result: BatchResult,
                fresh: dict[tuple[str, str], tuple[int, EventId | None, Applied | None]], index: int,

@@ -101,6 +101,46 @@ class BarBuilder:
         self._count = 1
         return closed
 
+    def extend(self, tick: Tick) -> bool:
+        """Add ``tick`` if it is the common case, and say whether it was.
+
+        The common case: ``tick`` has a trade id above the last one seen (the builder has one) and
+        belongs to the minute being built. :meth:`add` would then change the bar in progress
+        exactly as this does and close nothing. Any other tick (a new minute, late, out of sequence,
+        without a trade id, or the builder's first) changes nothing here and returns False, for
+        :meth:`add` to judge. ``tick`` may be any object with the tick's attributes (``predict``'s
+        lane passes the decoded wire struct, :mod:`shared.serving.lane`).
+
+        Examples
+        --------
+        >>> from shared.contracts.events import Tick
+        >>> b = BarBuilder("binance", "BTCUSDT")
+        >>> t = lambda ms, p, i: Tick("binance", "BTCUSDT", i, p, 0.5, "buy", ms, ms)
+        >>> b.extend(t(1_000, 100.0, 1)), b.add(t(1_000, 100.0, 1))  # the first tick: add's
+        (False, None)
+        >>> b.extend(t(2_000, 101.0, 2)), b.extend(t(3_000, 99.0, 2)), b.extend(t(60_000, 99.0, 3))
+        (True, False, False)
+        >>> b.flush()
+        Bar(exchange='binance', symbol='BTCUSDT', open_time_ms=0, open=100.0, high=101.0, low=100.0, close=101.0, volume=1.0, trade_count=2)
+        """
+        trade_id = tick.trade_id
+        last = self._last_trade_id
+        if trade_id is None or last is None or trade_id <= last:
+            return False
+        time_ms = tick.event_time_ms
+        if time_ms - time_ms % MINUTE_MS != self._minute:
+            return False
+        self._last_trade_id = trade_id
+        price = tick.price
+        if price > self._high:
+            self._high = price
+        elif price < self._low:
+            self._low = price
+        self._close = price
+        self._volume += tick.quantity
+        self._count += 1
+        return True
+
     @property
     def last_trade_id(self) -> int | None:
         """Highest trade id accepted so far, or ``None``."""

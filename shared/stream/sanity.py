@@ -157,24 +157,60 @@ class TickGate:
         self._refilled_ms = now
         return self._tokens >= 1
 
+    def admits_known(self, tick: Tick, ref: _Mark) -> bool:
+        """Whether :meth:`check` passes ``tick`` of a known symbol whose reference is ``ref``.
+
+        ``ref`` is the symbol's mark (:meth:`export`). True exactly when :meth:`check` would return
+        ``None`` without consulting a pending refused jump: the tick is not ``future`` and
+        not a ``time_jump`` or ``id_jump`` from ``ref``. False when it would be refused, *or*
+        would pass only as a confirmed jump: :meth:`check` decides those, and records what it
+        must. Changes nothing. ``tick`` may be any object with the tick's attributes.
+        """
+        time_ms = tick.event_time_ms
+        ingest_ms = tick.ingest_time_ms
+        ref_ms = ref.event_ms
+        if time_ms > ref_ms and time_ms > ingest_ms + MAX_AHEAD_OF_INGEST_MS:
+            return False
+        elapsed_ingest = ingest_ms - ref.ingest_ms
+        if time_ms - ref_ms - (elapsed_ingest if elapsed_ingest > 0 else 0) > MAX_JUMP_MS:
+            return False
+        trade_id, ref_id = tick.trade_id, ref.trade_id
+        if trade_id is not None and ref_id is not None:
+            elapsed = time_ms - ref_ms
+            if trade_id - ref_id > MAX_ID_JUMP + MAX_IDS_PER_S * (elapsed if elapsed > 0 else 0) // 1000:
+                return False
+        return True
+
     def accept(self, tick: Tick) -> None:
         """Record that the engine accepted ``tick``: it becomes its symbol's and the feed's reference."""
         key = (tick.exchange, tick.symbol)
         self._pending.pop(key, None)
         ref = self._marks.get(key)
-        if ref is None:
-            self._tokens -= 1
-            self._marks[key] = _Mark(tick.event_time_ms, tick.ingest_time_ms, tick.trade_id)
-        else:
-            if tick.event_time_ms >= ref.event_ms:
-                ref.event_ms, ref.ingest_ms = tick.event_time_ms, tick.ingest_time_ms
-            if tick.trade_id is not None and (ref.trade_id is None or tick.trade_id > ref.trade_id):
-                ref.trade_id = tick.trade_id
+        if ref is not None:
+            self.accept_known(tick, ref)
+            return
+        self._tokens -= 1
+        self._marks[key] = _Mark(tick.event_time_ms, tick.ingest_time_ms, tick.trade_id)
         feed = self._feed
         if feed is None:
             self._feed = _Mark(tick.event_time_ms, tick.ingest_time_ms, None)
-        elif tick.event_time_ms >= feed.event_ms:  # in place: one tick, no allocation
+        elif tick.event_time_ms >= feed.event_ms:
             feed.event_ms, feed.ingest_ms = tick.event_time_ms, tick.ingest_time_ms
+
+    def accept_known(self, tick: Tick, ref: _Mark) -> None:
+        """:meth:`accept` of a tick of a known symbol whose mark is ``ref`` and which has no pending
+        refused jump (:meth:`export` gives both): moves ``ref`` and the feed, in place."""
+        time_ms = tick.event_time_ms
+        if time_ms >= ref.event_ms:
+            ref.event_ms, ref.ingest_ms = time_ms, tick.ingest_time_ms
+        trade_id = tick.trade_id
+        if trade_id is not None and (ref.trade_id is None or trade_id > ref.trade_id):
+            ref.trade_id = trade_id
+        feed = self._feed
+        if feed is None:
+            self._feed = _Mark(time_ms, tick.ingest_time_ms, None)
+        elif time_ms >= feed.event_ms:  # in place: one tick, no allocation
+            feed.event_ms, feed.ingest_ms = time_ms, tick.ingest_time_ms
 
     def export(self, key: tuple[str, str]) -> tuple[_Mark | None, _Mark | None]:
         """The gate's state of one ``(exchange, symbol)``: its reference mark and its pending refused jump."""

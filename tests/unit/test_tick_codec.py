@@ -79,6 +79,15 @@ def check(raw: Any, codec: str = "tick") -> bool:
     event = quick(raw)
     if event is not None:
         assert ("event", _typed(event)) == reference
+    if codec == "tick" and type(raw) in (bytes, str):  # predict's lane: the same parse, no Tick built
+        try:
+            wire_tick = events.decode_tick_wire(raw)
+        except Exception:
+            wire_tick = None
+        assert (wire_tick is not None) == (event is not None)
+        if wire_tick is not None:
+            assert tuple((name, type(getattr(wire_tick, name)), repr(getattr(wire_tick, name)))
+                         for name in Tick.__slots__) == reference[1][1]
     return event is not None
 
 
