@@ -5,7 +5,7 @@ their trade id is above the last, their minute is the one being built, and the t
 gate (:class:`shared.stream.sanity.TickGate`) has nothing to say. :meth:`PredictService._apply
 <shared.serving.predicting.PredictService>` handles such a tick in about twenty calls (decode into
 a :class:`~shared.contracts.events.Tick`, ownership, gate check, engine step, bar builder, gate
-accept, latest price). :class:`TickLane` handles it with the wire struct of
+accept, latest price). :meth:`TickLane.run` handles a run of them with the wire struct of
 :data:`~shared.contracts.events.decode_tick_wire`, :meth:`TickGate.admits_known
 <shared.stream.sanity.TickGate.admits_known>`, :meth:`BarBuilder.extend
 <shared.stream.bars.BarBuilder.extend>` and :meth:`TickGate.accept_known
@@ -67,7 +67,7 @@ class TickLane:
     result, fresh : the batch's :class:`BatchResult` and newest-price map, shared with ``handle``.
     """
 
-    __slots__ = ("engine", "gate", "owner", "partition", "ids", "result", "fresh", "_lanes", "_taken")
+    __slots__ = ("engine", "gate", "owner", "partition", "ids", "result", "fresh", "next", "_lanes", "_taken")
 
     def __init__(self, engine: ForecastEngine, gate: TickGate, owner: dict[tuple[str, str], str], partition: str,
                  ids: Sequence[EventId | None], result: BatchResult, fresh: Fresh) -> None:
@@ -75,33 +75,42 @@ class TickLane:
         self.ids, self.result, self.fresh = ids, result, fresh
         self._lanes: dict[tuple[str, str], _SymbolLane | object] = {}
         self._taken = 0
+        self.next = 0
+        """The index of the first event :meth:`run` has not taken (after its last call)."""
 
-    def take(self, index: int, raw: RawEvent) -> bool:
-        """Apply event ``index`` of the batch if it is a common tick and return True; else change
-        nothing and return False (call :meth:`settle`, then ``_apply`` the event). Never raises for
-        a bad event: whatever it cannot parse or judge it leaves to ``_apply``."""
-        body = raw.body
-        if type(body) is not bytes:
-            return False
+    def run(self, events: Sequence[RawEvent], start: int) -> int:
+        """Apply ``events[start:]`` while each is a common tick; return the index of the first one
+        not taken (``len(events)``: all were). That event is left as it was: call :meth:`settle`,
+        then ``_apply`` it. Never raises for a bad event: whatever the lane cannot parse or judge it
+        leaves to ``_apply``."""
+        lanes, decode, open_ = self._lanes, decode_tick_wire, self._open
+        admits, accept = self.gate.admits_known, self.gate.accept_known
+        index, end = start, len(events)
         try:
-            tick = decode_tick_wire(body)
-        except Exception:  # msgspec refused it: the checked decoder says why, on the slow path
-            return False
-        key = (tick.exchange, tick.symbol)
-        lane = self._lanes.get(key)
-        if lane is None:
-            lane = self._lanes[key] = self._open(key)
-        if lane is _CLOSED:
-            return False
-        if not self.gate.admits_known(tick, lane.mark) or not lane.builder.extend(tick):
-            return False
-        self.gate.accept_known(tick, lane.mark)
-        self._taken += 1
-        # the newest price, as _apply keeps it (result.latest_prices, fresh)
-        time_ms, price, known_ms = tick.event_time_ms, tick.price, lane.time_ms
-        if known_ms is None or (time_ms >= known_ms and (price != lane.price or time_ms != known_ms)):
-            lane.price, lane.time_ms, lane.index = price, time_ms, index
-        return True
+            while index < end:
+                body = events[index].body
+                if type(body) is not bytes:
+                    break
+                try:
+                    tick = decode(body)
+                except Exception:  # msgspec refused it: the checked decoder says why, on the slow path
+                    break
+                key = (tick.exchange, tick.symbol)
+                lane = lanes.get(key)
+                if lane is None:
+                    lane = lanes[key] = open_(key)
+                if lane is _CLOSED or not admits(tick, lane.mark) or not lane.builder.extend(tick):
+                    break
+                accept(tick, lane.mark)
+                # the newest price, as _apply keeps it (result.latest_prices, fresh)
+                time_ms, price, known_ms = tick.event_time_ms, tick.price, lane.time_ms
+                if known_ms is None or (time_ms >= known_ms and (price != lane.price or time_ms != known_ms)):
+                    lane.price, lane.time_ms, lane.index = price, time_ms, index
+                index += 1
+        finally:
+            self._taken += index - start
+            self.next = index
+        return index
 
     def _open(self, key: tuple[str, str]) -> _SymbolLane | object:
         engine = self.engine

@@ -169,12 +169,16 @@ class PredictService:
         spans: dict[str, list[int]] = {}  # partition -> [first, last] sequence number applied in this call
         fresh: dict[tuple[str, str], tuple[int, EventId | None, Applied | None]] = {}  # newest price's tick
         lane = self._lane(ids, firsts, result, fresh)
-        completed = False
+        completed, resume, tried = False, 0, -1
         try:
             for index, event_id in enumerate(ids):
-                if lane is not None:  # the common tick in a few steps; any other after the lane settled
-                    if lane.take(index, events[index]):
-                        continue
+                if index < resume:  # taken by the lane
+                    continue
+                if lane is not None:  # common ticks in a few steps; any other event after the lane settled
+                    if index > tried:
+                        resume = tried = lane.run(events, index)
+                        if resume > index:
+                            continue
                     lane.settle()
                 if event_id is not None:
                     known = known_events.lookup(event_id)
@@ -220,7 +224,7 @@ class PredictService:
         finally:  # what was applied is remembered even if something unforeseen raised mid-batch
             if lane is not None:  # every event up to the last one handled, whichever path took it
                 lane.settle()
-                upto = len(ids) - 1 if completed else index - 1
+                upto = len(ids) - 1 if completed else max(index, lane.next) - 1
                 spans = {lane.partition: [ids[0][1], ids[upto][1]]} if upto >= 0 else {}
             for partition, (first, last) in spans.items():
                 known_events.remember_batch(partition, first, last, [e for e in batches[partition] if e[0] >= first])
