@@ -1,7 +1,7 @@
 """``predict``'s lane for the common tick: one parse, three checks, a few attributes moved.
 
 Most ticks of a batch change nothing but the bar in progress of a symbol that is already known:
-their trade id is above the last, their minute is the one being built, and the time and sequence
+their trade id (if any) is above the last, their minute is the one being built, and the time and sequence
 gate (:class:`shared.stream.sanity.TickGate`) has nothing to say. :meth:`PredictService._apply
 <shared.serving.predicting.PredictService>` handles such a tick in about twenty calls (decode into
 a :class:`~shared.contracts.events.Tick`, ownership, gate check, engine step, bar builder, gate

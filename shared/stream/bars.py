@@ -73,6 +73,8 @@ class BarBuilder:
 
         The tick must belong to this builder's symbol (not checked on the hot path).
         """
+        if self.extend(tick):  # a later trade of the minute being built
+            return None
         trade_id = tick.trade_id
         if trade_id is not None and self._last_trade_id is not None and trade_id <= self._last_trade_id:
             self.out_of_sequence += 1
@@ -84,16 +86,7 @@ class BarBuilder:
             return None
         if trade_id is not None:
             self._last_trade_id = trade_id
-        price = tick.price
-        if minute == self._minute:
-            if price > self._high:
-                self._high = price
-            elif price < self._low:
-                self._low = price
-            self._close = price
-            self._volume += tick.quantity
-            self._count += 1
-            return None
+        price = tick.price  # a new minute (extend took every other tick that is neither late nor a duplicate)
         closed = self._snapshot()
         self._minute = minute
         self._open = self._high = self._low = self._close = price
@@ -104,11 +97,11 @@ class BarBuilder:
     def extend(self, tick: Tick) -> bool:
         """Add ``tick`` if it is the common case, and say whether it was.
 
-        The common case: ``tick`` has a trade id above the last one seen (the builder has one) and
-        belongs to the minute being built. :meth:`add` would then change the bar in progress
-        exactly as this does and close nothing. Any other tick (a new minute, late, out of sequence,
-        without a trade id, or the builder's first) changes nothing here and returns False, for
-        :meth:`add` to judge. ``tick`` may be any object with the tick's attributes (``predict``'s
+        The common case: ``tick`` belongs to the minute being built and is not out of sequence (its
+        trade id, if it has one, is above the last one seen, if any): it changes the bar in progress
+        and closes nothing. Any other tick (a new minute, late, out of sequence, or the builder's
+        first) changes nothing here and returns False; :meth:`add`, which calls this first, then
+        judges it. ``tick`` may be any object with the tick's attributes (``predict``'s
         lane passes the decoded wire struct, :mod:`shared.serving.lane`).
 
         Examples
@@ -124,13 +117,15 @@ class BarBuilder:
         Bar(exchange='binance', symbol='BTCUSDT', open_time_ms=0, open=100.0, high=101.0, low=100.0, close=101.0, volume=1.0, trade_count=2)
         """
         trade_id = tick.trade_id
-        last = self._last_trade_id
-        if trade_id is None or last is None or trade_id <= last:
-            return False
+        if trade_id is not None:
+            last = self._last_trade_id
+            if last is not None and trade_id <= last:
+                return False
         time_ms = tick.event_time_ms
         if time_ms - time_ms % MINUTE_MS != self._minute:
             return False
-        self._last_trade_id = trade_id
+        if trade_id is not None:
+            self._last_trade_id = trade_id
         price = tick.price
         if price > self._high:
             self._high = price

@@ -178,10 +178,11 @@ def test_ticks_without_trade_id_are_never_judged_by_id():
     b.add(t(1_000, 100.0, 100))
     b.add(t(2_000, 99.0, None))
     b.add(t(2_000, 99.0, None))  # identical id-less ticks are both kept
+    b.add(t(2_500, 1.0, 100))  # right after them, the last id is still 100: a duplicate
     b.add(t(3_000, 98.0, 101))
     b.add(t(4_000, 1.0, 100))  # the id-less ticks did not reset the last id: 100 is still old
     b.add(t(5_000, 97.0, None))
-    assert (b.out_of_sequence, b.late) == (1, 0)
+    assert (b.out_of_sequence, b.late) == (2, 0)
     assert b.flush() == Bar("binance", "BTCUSDT", 0, 100.0, 100.0, 97.0, 97.0, 5.0, 5)
 
 

@@ -3,11 +3,13 @@
 The same streams go through two services, one with the lane and one whose ``_lane`` is switched off
 (every event through ``_apply``, the event-by-event path). The streams mix common ticks with
 everything the lane must leave alone: new symbols, bar closes, late and duplicated ticks, ticks
-without a trade id, future ticks (far ahead, or just past the bound on a skewed clock), time and id jumps (some confirmed), malformed bodies, ``str``
-bodies, unknown fields, redelivered batches. Every batch's result (outputs byte for byte, dead
-letters, counters, latest prices) and, at the end, every piece of state (engine counters, bar
-builders, pickled model-side state, the gate's marks, pending jumps, feed and tokens, the applied
-events) must be the same; and the lane must have taken ticks, or the test proves nothing.
+without a trade id, future ticks (far ahead, or just past the bound on a skewed clock), time and id
+jumps (some confirmed), malformed bodies, ``str`` bodies, unknown fields, redelivered batches, and a
+symbol whose ticks never carry a trade id (as Kraken's recorded trades). Every batch's result
+(outputs byte for byte, dead letters, counters, latest prices) and, at the end, every piece of state
+(engine counters, bar builders, pickled model-side state, the gate's marks, pending jumps, feed and
+tokens, the applied events) must be the same; and the lane must have taken ticks, or the test proves
+nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _service(with_lane: bool) -> PredictService:
 @st.composite
 def streams(draw: st.DrawFn) -> list[tuple[list[RawEvent], list[tuple[str, int]]]]:
     """Batches of raw events on one partition: ``(events, ids)``, some batches delivered twice."""
-    symbols = {s: [T0, T0 + 150, 1] for s in ("A", "B", "C")}  # event ms, ingest ms, trade id
+    symbols = {s: [T0, T0 + 150, 1] for s in ("A", "B", "C", "K")}  # event ms, ingest ms, trade id; K has none
     bodies: list[bytes | str] = []
     for step in range(draw(st.integers(20, 260))):
         kind = draw(st.sampled_from(KINDS))
@@ -65,7 +67,7 @@ def streams(draw: st.DrawFn) -> list[tuple[list[RawEvent], list[tuple[str, int]]
         elif kind == "skew":  # an exchange clock 59.5 s ahead of ingest: accepted, and the next ticks keep it
             ingest = event - 59_500
         price = draw(st.floats(50.0, 150.0, allow_nan=False)).__round__(4)
-        tick = Tick("x", name, None if kind == "no_id" else trade_id, price, draw(st.sampled_from([0.0, 0.5, 2.0])),
+        tick = Tick("x", name, None if kind == "no_id" or name == "K" else trade_id, price, draw(st.sampled_from([0.0, 0.5, 2.0])),
                     "buy", event, ingest)
         if kind in ("common", "minute", "no_id", "new_symbol", "skew"):
             clock[:] = [event, ingest, trade_id]

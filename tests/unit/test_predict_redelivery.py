@@ -21,6 +21,7 @@ from ingestor.parsers.recorded import read_recorded
 from shared.contracts.batches import RawEvent
 from shared.contracts.events import Tick, encode
 from shared.serving.predicting import REPLAY_WINDOW, AppliedEvents, PredictService, build_predict_service
+from shared.stream.bars import BarBuilder
 
 REPO = Path(__file__).resolve().parents[2]
 KRAKEN = REPO / "samples" / "kraken_XBTUSD_trades_20190701T00Z-01Z.csv.gz"
@@ -153,25 +154,42 @@ def test_a_state_saved_before_results_were_sparse_restores_the_same():
         assert seen.lookup(("p", 5)) == Applied() and seen.lookup(("p", 8)) is None
 
 
-def test_a_batch_retried_after_a_failure_mid_batch_applies_nothing_twice(monkeypatch):
-    """Something unforeseen raising mid-batch: the events applied before it are remembered, so the
-    retry re-emits their outputs and applies only the rest (``handle``'s ``finally``)."""
+@pytest.mark.parametrize("where", ["lane", "event_by_event"])
+def test_a_batch_retried_after_a_failure_mid_batch_applies_nothing_twice(monkeypatch, where):
+    """Something unforeseen raising mid-batch, in the lane for the common tick or on the event-by-event
+    path: the events applied before it are remembered, so the retry re-emits their outputs and applies
+    only the rest (``handle``'s ``finally``, the lane's position)."""
     raws, ids = _batch(TICKS[:700], 0)
     reference = _service().handle(raws, ids)
     service = _service()
-    real = service.gate.check
-    calls = {"n": 0}
+    failed_at: dict[str, int] = {}
+    if where == "lane":  # the bar builder's in-minute step, which the lane calls for every tick it tries
+        real_extend = BarBuilder.extend
+        key = (TICKS[399].event_time_ms, TICKS[399].price, TICKS[399].quantity)
+        first = next(i for i, t in enumerate(TICKS) if (t.event_time_ms, t.price, t.quantity) == key)
 
-    def failing(tick):
-        calls["n"] += 1
-        if calls["n"] == 400:
-            raise MemoryError("unforeseen")
-        return real(tick)
+        def failing(builder, tick):
+            if not failed_at and (tick.event_time_ms, tick.price, tick.quantity) == key:
+                failed_at["index"] = first
+                raise MemoryError("unforeseen")
+            return real_extend(builder, tick)
 
-    monkeypatch.setattr(service.gate, "check", failing)
+        monkeypatch.setattr(BarBuilder, "extend", failing)
+    else:  # the third event that takes the event-by-event path (a new symbol, then bar closes)
+        real_apply, calls = service._apply, []
+
+        def failing(raw, *rest):
+            calls.append(raw)
+            if len(calls) == 3:
+                failed_at["index"] = raws.index(raw)
+                raise MemoryError("unforeseen")
+            return real_apply(raw, *rest)
+
+        monkeypatch.setattr(service, "_apply", failing)
     with pytest.raises(MemoryError):
         service.handle(raws, ids)
-    monkeypatch.setattr(service.gate, "check", real)
+    monkeypatch.undo()
+    assert failed_at["index"] > 0
     retried = service.handle(raws, ids)
-    assert retried.counts["replayed"] == 399
+    assert retried.counts["replayed"] == failed_at["index"]
     assert [o for o in retried.outputs if b'"price"' not in o] == [o for o in reference.outputs if b'"price"' not in o]
