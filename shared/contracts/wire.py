@@ -57,7 +57,7 @@ def tick_wire_decoder(
     """Return the validating parse of :func:`tick_decoder` alone: JSON to a ``msgspec.Struct`` with the
     tick's fields, raising for whatever that decoder refuses.
 
-    Parameters are those of :func:`tick_decoder` (bounds included). The struct has the attributes
+    Parameters: the bounds :func:`tick_decoder` documents (all keyword-only). The struct has the attributes
     ``v``, ``type``, ``exchange``, ``symbol``, ``trade_id`` (``None`` when missing or ``null``),
     ``price``, ``quantity``, ``side``, ``event_time_ms``, ``ingest_time_ms``, of the same values
     :func:`tick_decoder` would put in the tick. It is the one parse of ``predict``'s per-tick lane
@@ -89,17 +89,7 @@ def tick_wire_decoder(
     return msgspec.json.Decoder(TickWire).decode
 
 
-def tick_decoder(
-    tick: type[T],
-    *,
-    version: int,
-    exchange_chars: int,
-    symbol_chars: int,
-    price_min: float,
-    price_max: float,
-    quantity_max: float,
-    int_max: int,
-) -> Callable[[Any], T | None]:
+def tick_decoder(tick: type[T], **bounds: Any) -> Callable[[Any], T | None]:
     """Return a fast tick decoder: JSON ``bytes``/``str`` to a ``tick`` instance, or ``None`` if refused.
 
     Parameters
@@ -109,17 +99,13 @@ def tick_decoder(
         ``price``, ``quantity``, ``side``, ``event_time_ms``, ``ingest_time_ms`` annotated
         ``str``, ``str``, ``int | None``, ``float``, ``float``, ``str``, ``int``, ``int`` (the
         ``Tick`` of :mod:`.events`).
-    version : int
-        The only accepted ``v``.
-    exchange_chars, symbol_chars : int
-        Longest ``exchange`` and ``symbol``, in code points (both at least 1 code point).
-    price_min, price_max : float
-        Bounds of ``price``, quote currency, both included.
-    quantity_max : float
-        Upper bound of ``quantity``, base currency, included (the lower bound is 0, included).
-    int_max : int
-        Largest ``trade_id``, ``event_time_ms``, ``ingest_time_ms`` (all >= 0; times in ms since
-        the epoch, UTC).
+    **bounds
+        The keyword arguments of :func:`tick_wire_decoder`: ``version`` (the only accepted ``v``);
+        ``exchange_chars``, ``symbol_chars`` (longest ``exchange`` and ``symbol``, in code points,
+        both at least 1); ``price_min``, ``price_max`` (bounds of ``price``, quote currency, both
+        included); ``quantity_max`` (upper bound of ``quantity``, base currency, included; the lower
+        bound is 0); ``int_max`` (largest ``trade_id``, ``event_time_ms``, ``ingest_time_ms``, all
+        >= 0; times in ms since the epoch, UTC).
 
     Returns
     -------
@@ -135,9 +121,7 @@ def tick_decoder(
     which in a frozen dataclass costs more than both parses together). Both parses read the
     same numbers and strings the same way, and the second ignores ``v`` and ``type``.
     """
-    check = tick_wire_decoder(version=version, exchange_chars=exchange_chars, symbol_chars=symbol_chars,
-                              price_min=price_min, price_max=price_max, quantity_max=quantity_max,
-                              int_max=int_max)
+    check = tick_wire_decoder(**bounds)
     build = msgspec.json.Decoder(tick).decode
 
     def decode(raw: Any) -> T | None:

@@ -169,15 +169,15 @@ class PredictService:
         spans: dict[str, list[int]] = {}  # partition -> [first, last] sequence number applied in this call
         fresh: dict[tuple[str, str], tuple[int, EventId | None, Applied | None]] = {}  # newest price's tick
         lane = self._lane(ids, firsts, result, fresh)
-        completed, resume, tried = False, 0, -1
+        completed, stop = False, -1  # stop: where the lane's last run stopped
         try:
             for index, event_id in enumerate(ids):
-                if index < resume:  # taken by the lane
+                if index < stop:  # taken by the lane
                     continue
                 if lane is not None:  # common ticks in a few steps; any other event by _apply
-                    if index > tried:
-                        resume = tried = lane.run(events, index)
-                        if resume > index:
+                    if index > stop:
+                        stop = lane.run(events, index)
+                        if stop > index:
                             continue
                     lane.before_apply()
                 if event_id is not None:
