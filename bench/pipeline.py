@@ -12,7 +12,8 @@ Prints figures (not a timed test), in one run on one broker, each with its ratio
 * **tick -> prediction**: synthetic ticks at ``--rate`` (1,000/s) over ``--symbols`` (10), a bar
   every 50 ticks per symbol (event time advances 1.2 s a tick), produced as the ingestor does;
   ``predict`` driven by :class:`local_stack.functions_host.EventHubFunctionDriver` as ``make run``
-  drives it (host.json batching, Azurite state store, signed partition state saved every batch);
+  drives it (host.json batching, Azurite state store, signed partition state saved every
+  ``STATE_SNAPSHOT_SECONDS``, 5 s; a line below saves it every batch, another drops the store);
   an external consumer of the predictions topic takes receive time - ingest time of the tick that
   closed the bar (the first tick of the prediction's target minute), p50 / p99, and the ratio of
   the p99 to the bare round trip's p99 (target <= 1.6).
@@ -29,8 +30,9 @@ Prints figures (not a timed test), in one run on one broker, each with its ratio
   from the end of the first batch to the end of the last one (target >= 150,000/s); under it, the
   share of that time each driver step took.
 * **in process**: the same :class:`~shared.serving.predicting.PredictService`, no broker, batches
-  of host.json's ``maxEventBatchSize``, with and without the Azurite state store (the per-batch
-  save is the difference); target >= 400,000 ticks/s per core (:mod:`bench.pipeline_local`).
+  of host.json's ``maxEventBatchSize``, without the Azurite state store, with it saved every
+  ``STATE_SNAPSHOT_SECONDS`` (the default), and saved every batch; target >= 400,000 ticks/s per
+  core (:mod:`bench.pipeline_local`).
 * **footprint**: RSS and partition-state (checkpoint) bytes per symbol with 1,000 symbols in one
   partition, and the time of one save; ingestor replay and live-parser throughput per core.
 * **Quix Streams** (``bench/peers/quix_job.py``, its own venv ``.venv-peers`` made here from
@@ -580,8 +582,12 @@ def main(argv: list[str] | None = None) -> None:
                          f"{lat.p50:.1f} / {lat.p99:.1f} ms (n={lat.n})",
                          f"p99 {lat.p99 / bare.p99:.2f}x floor (target <= {TARGET_P99_RATIO})"))
             rows.extend(parts)
+            lat, _, parts = tickcast_latency(broker, azurite, tmp, args, app_settings={"STATE_SNAPSHOT_SECONDS": "0"})
+            rows.append(("  the same, state saved every batch (STATE_SNAPSHOT_SECONDS=0)",
+                         f"{lat.p50:.1f} / {lat.p99:.1f} ms (n={lat.n})", f"p99 {lat.p99 / bare.p99:.2f}x floor"))
+            rows.extend(parts)
             lat, _, parts = tickcast_latency(broker, azurite, tmp, args, store=False)
-            rows.append(("  the same, state store dropped (what the per-batch save costs)",
+            rows.append(("  the same, state store dropped (what the saves cost)",
                          f"{lat.p50:.1f} / {lat.p99:.1f} ms (n={lat.n})", f"p99 {lat.p99 / bare.p99:.2f}x floor"))
             rows.extend(parts)
             for label, variant in DIAGNOSES if args.diagnose else ():

@@ -98,9 +98,9 @@ def print_profiles(directory: Path, top: int = 18) -> None:
         print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
 
 
-def _service(store: bool, azurite, clock: Callable[[], int] | None = None):
+def _service(store: bool, azurite, clock: Callable[[], int] | None = None, snapshot_seconds: float = 0.0):
     """A fresh :class:`PredictService` as ``make_predict_service`` builds it (no registry: cold models),
-    with a state store on a new Azurite container when ``store``."""
+    with a state store on a new Azurite container when ``store``, saved every ``snapshot_seconds``."""
     from azure.storage.blob import ContainerClient
 
     from shared.lifecycle.registry.signing import ModelSigner
@@ -114,7 +114,8 @@ def _service(store: bool, azurite, clock: Callable[[], int] | None = None):
                                                            f"bench-{os.urandom(4).hex()}", **SERVING_BLOB_CLIENT)
         state = PartitionStateStore(container, ModelSigner(os.urandom(32).hex()), "ticks", "predict")
         state.ensure_container()
-    return build_predict_service(None, "default", 0.9, 60.0, clock=clock, price_update_ms=1000, state_store=state)
+    return build_predict_service(None, "default", 0.9, 60.0, clock=clock, price_update_ms=1000, state_store=state,
+                                 snapshot_seconds=snapshot_seconds)
 
 
 def _batches(ticks: list, partitions: int = 1) -> list[tuple[list, list]]:
@@ -137,15 +138,21 @@ def _batches(ticks: list, partitions: int = 1) -> list[tuple[list, list]]:
 
 
 def in_process(azurite, symbols: int, profile: Path | None, n: int = 100_000) -> list[tuple[str, float]]:
-    """Ticks/s of ``PredictService.handle`` on host-sized batches, no broker: memory only, and with
-    the Azurite state store (saved every batch, as in serving). Best of 3."""
+    """Ticks/s of ``PredictService.handle`` on host-sized batches, no broker: memory only, with the
+    Azurite state store saved every ``STATE_SNAPSHOT_SECONDS`` (the default, as in serving), and
+    saved every batch. Best of 3."""
+    from shared.settings import SETTINGS
+
+    every = float(SETTINGS["STATE_SNAPSHOT_SECONDS"].default)
     ticks = make_ticks(symbols, n)
     batches = _batches(ticks)
     out = []
-    for label, store in (("in process, no state store", False), ("in process, Azurite state store", True)):
+    for label, store, seconds in (("in process, no state store", False, 0.0),
+                                  (f"in process, Azurite state store, saved every {every:g} s", True, every),
+                                  ("in process, Azurite state store, saved every batch", True, 0.0)):
         best = math.inf
         for attempt in range(3):
-            service = _service(store, azurite)
+            service = _service(store, azurite, snapshot_seconds=seconds)
             gc.collect()
 
             def run() -> None:
@@ -153,7 +160,7 @@ def in_process(azurite, symbols: int, profile: Path | None, n: int = 100_000) ->
                     service.handle(events, ids)
 
             t = time.perf_counter()
-            profiled(run, profile / f"in_process_{'store' if store else 'memory'}.prof"
+            profiled(run, profile / f"in_process_{('store' if seconds else 'store_every_batch') if store else 'memory'}.prof"
                      if profile and attempt == 0 else None)
             best = min(best, time.perf_counter() - t)
         out.append((f"predict {label} ({n:,} ticks, {symbols} symbols)", n / best))

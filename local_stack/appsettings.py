@@ -81,6 +81,7 @@ def local_app_settings(
         values["HISTORY_SQLITE_PATH"] = str(history_sqlite_path)
     if bootstrap_servers is not None:
         values["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap_servers
+        values["STATE_REPLAY_BOOTSTRAP_SERVERS"] = bootstrap_servers  # predict re-reads the ticks hub there
     values.update(overrides or {})
     return {k: str(v) for k, v in values.items()}
 

@@ -198,6 +198,7 @@ def run(
         # local stack's own settings are not app settings: they keep the caller's values); a random
         # model-signing key and state container per run
         settings_env = local_app_settings(azurite.connection_string, history_sqlite_path=workdir / "history.sqlite3",
+                                          bootstrap_servers=broker.bootstrap_servers,
                                           overrides={**LIFECYCLE_ENV, **(env or {})})
         stack.enter_context(_environment(settings_env))
         local = LocalSettings.from_env()

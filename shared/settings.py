@@ -121,8 +121,19 @@ SETTINGS: dict[str, Setting] = {
     "MODELS_CONTAINER": Setting("models", "blob container holding model blobs, pointers and decisions"),
     "STATE_CONTAINER": Setting(
         "predict-state",
-        "blob container holding predict's partition state (bars in progress, online models), saved after "
-        "every batch and restored when a worker gets the partition; only predict's identity writes it",
+        "blob container holding predict's partition state (bars in progress, online models), saved every "
+        "STATE_SNAPSHOT_SECONDS and restored when a worker gets the partition; only predict's identity writes it",
+    ),
+    "STATE_SNAPSHOT_SECONDS": Setting(
+        "5",
+        "least time between two saves of a partition's state by predict (0 = after every batch); a worker "
+        "that restores an older state replays the ticks hub from it (STATE_REPLAY_BOOTSTRAP_SERVERS)",
+    ),
+    "STATE_REPLAY_BOOTSTRAP_SERVERS": Setting(
+        "",
+        "Kafka endpoint predict re-reads the ticks hub from after restoring a state; empty = the Event Hubs "
+        "namespace's Kafka endpoint (<namespace>:9093, SASL_SSL with EVENTHUB or the managed identity); "
+        "locally the Kafka broker",
     ),
     "MODEL_SIGNING_KEY": Setting(
         None,
@@ -369,6 +380,10 @@ class Settings:
     model_storage_promote_client_id: str | None
     models_container: str
     state_container: str
+    state_snapshot_seconds: float
+    state_replay_bootstrap_servers: str
+    eventhub_connection: str | None
+    eventhub_namespace: str | None
     model_key: str
     model_poll_seconds: float
     model_checkpoint_seconds: float
@@ -412,6 +427,10 @@ class Settings:
             model_storage_promote_client_id=read.text("MODEL_STORAGE_PROMOTE_CLIENT_ID"),
             models_container=read.text("MODELS_CONTAINER") or "",
             state_container=read.text("STATE_CONTAINER") or "",
+            state_snapshot_seconds=read.number("STATE_SNAPSHOT_SECONDS"),
+            state_replay_bootstrap_servers=read.text("STATE_REPLAY_BOOTSTRAP_SERVERS") or "",
+            eventhub_connection=read.text("EVENTHUB"),
+            eventhub_namespace=read.text("EVENTHUB__fullyQualifiedNamespace"),
             model_key=read.text("MODEL_KEY") or "",
             model_poll_seconds=read.number("MODEL_POLL_SECONDS"),
             model_checkpoint_seconds=read.number("MODEL_CHECKPOINT_SECONDS"),

@@ -12,7 +12,8 @@ before the workload exists and can be read in isolation:
 - ``predict``: the SDK client ``predict`` reads the registry with (``AZURE_CLIENT_ID``, the one
   ``DefaultAzureCredential`` picks): reads the ``models`` container, writes only
   ``<key>/checkpoints/...``; reads and writes the ``predict-state`` container (its partition
-  state, ``shared.serving.partitions``), on which no other identity has a role;
+  state, ``shared.serving.partitions``), on which no other identity has a role; receives on the
+  ``ticks`` hub (its Kafka endpoint: the replay after a restore, ``shared.serving.hubreplay``);
 - ``retrain``: reads ``models``, writes only ``<key>/candidates/...``
   (``MODEL_STORAGE_RETRAIN_CLIENT_ID``);
 - ``promote``: reads ``models``, writes only ``<key>/current.json`` and ``<key>/decisions/...``

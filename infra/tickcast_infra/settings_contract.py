@@ -197,6 +197,9 @@ FUNCTION_APP: Mapping[str, Rule] = {
     "FORECAST_MODEL": _default("the default model family"),
     "PREDICTION_INTERVAL_LEVEL": _default("90 % intervals, as documented"),
     "STATE_WARMUP_BARS": _default("4 hours of bars to warm features after a restart"),
+    "STATE_SNAPSHOT_SECONDS": _default("a partition's state saved every 5 s; a restore replays the ticks since"),
+    "STATE_REPLAY_BOOTSTRAP_SERVERS": _default(
+        "empty: the namespace's Kafka endpoint (Standard tier), predict's identity (Data Receiver on ticks)"),
     "RETRAIN_SCHEDULE": _value("binding expression %RETRAIN_SCHEDULE% (stack config)", lambda w: w.retrain_schedule),
     "RETRAIN_LOOKBACK_DAYS": _default("7 days of history per challenger"),
     "RETRAIN_HOLDOUT_MINUTES": _default("6 hours held out"),

@@ -164,7 +164,8 @@ def _grant_function_roles(
     blobs and use queues and tables of the host account (host storage, deployment packages),
     SignalR Service Owner (negotiate, broadcast), read its Key Vault secrets, publish telemetry.
     ``predict``/``retrain``/``promote``: Storage Blob Data Contributor on the ``models`` container,
-    writes limited to their registry paths; ``promote`` also uses the models account's queues
+    writes limited to their registry paths; ``predict`` also owns its state container and receives
+    on the ticks hub (the replay after a restore, :mod:`shared.serving.hubreplay`); ``promote`` also uses the models account's queues
     (promote_model's blob trigger keeps its poison queue there).
     """
     host = ids[HOST]
@@ -195,6 +196,8 @@ def _grant_function_roles(
                        condition=path_condition(kinds))
     ids[PREDICT].grant("state-blob", roles.STORAGE_BLOB_DATA_CONTRIBUTOR, store.state_container.id,
                        subscription_id, "predict's partition state: read and write, no other identity")
+    ids[PREDICT].grant("eh-replay-ticks", roles.EVENT_HUBS_DATA_RECEIVER, messaging.hubs[TICKS_HUB].id,
+                       subscription_id, "re-read the ticks since a restored partition state (Kafka endpoint)")
     ids[PROMOTE].grant("models-queue", roles.STORAGE_QUEUE_DATA_CONTRIBUTOR, store.models_account.id,
                        subscription_id, "promote_model blob trigger's poison queue")
 

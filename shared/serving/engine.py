@@ -225,6 +225,10 @@ class ForecastEngine:
         minute join its bar features (:mod:`shared.stream.orderflow`; saved with the partition
         state, :mod:`shared.serving.partitions`). Off by default: the recordings at hand are too
         short to show that it helps (docs/forecasting.md).
+    replaying : the engine is re-applying ticks it applied before a restart
+        (:mod:`shared.serving.partitions`, "Snapshots and replay"): no model is swapped in and no
+        checkpoint is offered, so the replayed bars move the model-side state exactly as they did
+        the first time (a swap forces a state save, so none lies in a replayed span).
     """
 
     model_source: ModelProvider | ModelSource
@@ -233,6 +237,7 @@ class ForecastEngine:
     warmup: Warmup | None = None
     clock: Callable[[], int] = now_ms
     tick_features: bool = False
+    replaying: bool = False
     stats: EngineStats = field(default_factory=EngineStats)
     symbols: dict[tuple[str, str], SymbolState] = field(default_factory=dict)
 
@@ -401,14 +406,14 @@ class ForecastEngine:
         gaps = state.gaps
         if state.resolve(bar, flow=flow if flow is not None else {}) is not None:  # learned the label of the forecast made a minute ago
             stats.learned += 1
-            if state.model_version != COLD_START_VERSION and self.provider.checkpoint(
+            if not self.replaying and state.model_version != COLD_START_VERSION and self.provider.checkpoint(
                 bar.exchange, bar.symbol, state.forecaster, state.model_version
             ):
                 stats.checkpoints += 1
         elif state.gaps != gaps:
             stats.unlearned_gaps += 1
         # The minute boundary: swap in a new champion before forecasting the next minute.
-        swap = self.provider.refresh(bar.exchange, bar.symbol, state.model_version)
+        swap = None if self.replaying else self.provider.refresh(bar.exchange, bar.symbol, state.model_version)
         if swap is not None:
             state.forecaster, state.model_version = pickle.loads(pickle.dumps(swap.forecaster)), swap.version
             stats.model_swaps += 1

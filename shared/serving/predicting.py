@@ -41,7 +41,7 @@ from shared.lifecycle.champions import ChampionSource
 from shared.lifecycle.registry import ModelRegistry
 from shared.serving.engine import ForecastEngine, Warmup, now_ms
 from shared.serving.lane import TickLane
-from shared.serving.partitions import PartitionTracker
+from shared.serving.partitions import HubReplay, PartitionTracker
 from shared.serving.redelivery import EVICTED, REPLAY_WINDOW, Applied, AppliedEvents, EventId
 from shared.serving.statestore import PartitionStateStore
 from shared.stream.sanity import TickGate
@@ -98,19 +98,25 @@ class PredictService:
         events of one symbol, ms (``PRICE_UPDATE_MS``); ``None``: no price events.
     clock : wall clock in ms since epoch UTC, for the price throttle and ``sent_at_ms``.
     replay_window : applied events remembered per partition (see :class:`AppliedEvents`).
-    state_store : where each partition's state is saved after every batch and restored from when
-        a worker gets the partition (:mod:`shared.serving.partitions`); ``None``: memory only.
+    state_store : where each partition's state is saved and restored from when a worker gets the
+        partition (:mod:`shared.serving.partitions`); ``None``: memory only.
+    snapshot_seconds : least time between two saves of a partition's state (0: after every batch).
+    replay : reads the ticks hub again from a restored state's position to the trigger's
+        (:class:`shared.serving.hubreplay.KafkaHubReplay`); ``None``: a state behind the stream is
+        restored with its bars in progress marked partial.
     """
 
     def __init__(self, engine: ForecastEngine, source: str = "ticks", price_update_ms: int | None = None,
                  clock: Callable[[], int] = now_ms, replay_window: int = REPLAY_WINDOW,
-                 state_store: PartitionStateStore | None = None) -> None:
+                 state_store: PartitionStateStore | None = None, snapshot_seconds: float = 0.0,
+                 replay: HubReplay | None = None) -> None:
         self.engine = engine
         self.source = source
         self.prices = PriceThrottle(price_update_ms) if price_update_ms is not None else None
         self.clock = clock
         self.gate = TickGate(clock)
-        self.partitions = PartitionTracker(engine, self.gate, AppliedEvents(replay_window), state_store)
+        self.partitions = PartitionTracker(engine, self.gate, AppliedEvents(replay_window), state_store,
+                                           snapshot_seconds, replay)
         self.closers: list[Callable[[], None]] = []
         """Called by :meth:`close` (e.g. the history store used for warm-up)."""
 
@@ -162,7 +168,11 @@ class PredictService:
             if event_id is not None and event_id[0] not in firsts:
                 firsts[event_id[0]] = event_id[1]
         for partition, first_seq in firsts.items():  # state current before any lookup (may restore it)
-            self.partitions.begin(partition, first_seq)
+            span = self.partitions.begin(partition, first_seq)
+            if span is not None:
+                self._replay(partition, *span)
+        replaying = self.engine.replaying
+        swaps = self.engine.stats.model_swaps
         known_events = self.applied
         done: list[tuple[int, Applied]] = []  # (index in the batch, result) of events that produced something
         batches: dict[str, list[tuple[int, Applied]]] = {p: [] for p in firsts}  # the same by (seq, result)
@@ -207,7 +217,7 @@ class PredictService:
             completed = True
             if lane is not None:
                 lane.settle()
-            if self.prices is not None and fresh:
+            if self.prices is not None and fresh and not replaying:
                 now = self.clock()
                 for (exchange, symbol), (index, event_id, applied) in fresh.items():
                     if self.prices.admit(exchange, symbol, now):
@@ -229,7 +239,12 @@ class PredictService:
             for partition, (first, last) in spans.items():
                 known_events.remember_batch(partition, first, last, [e for e in batches[partition] if e[0] >= first])
                 self.partitions.applied_through(partition, last)
-        for partition in spans:  # state saved with the batch's outputs before the invocation returns
+        if replaying:  # re-applied after a restore: what it produced was sent the first time
+            return result
+        if self.engine.stats.model_swaps != swaps:  # a swap cannot be replayed: save it now
+            for partition in spans:
+                self.partitions.force_save(partition)
+        for partition in spans:  # state saved with the batch's outputs before the invocation returns (when due)
             self.partitions.commit(partition, batches[partition], firsts[partition])
         outputs, deadletters = result.outputs, result.deadletters
         prices = 0
@@ -243,6 +258,31 @@ class PredictService:
                 prices += 1
         result.counts["prices"] += prices
         return result
+
+    def _replay(self, partition: str, first: int, last: int) -> None:
+        """Apply events ``first``..``last`` of ``partition`` again after a restore, outputs discarded.
+
+        They are read from the trigger's hub (:attr:`PartitionTracker.replay`) and go through
+        :meth:`handle` with the engine :attr:`~shared.serving.engine.ForecastEngine.replaying`: the
+        same checks and steps as the first time, without model swaps, checkpoints, price updates
+        or a state save. Ticks that cannot be read are lost (:meth:`PartitionTracker.replay_failed`).
+        """
+        from shared.serving.hubreplay import ReplayUnavailableError
+
+        tracker = self.partitions
+        try:
+            events, ids = tracker.replay.read(partition, first, last)
+        except ReplayUnavailableError as exc:
+            log.error("%s: cannot replay sequence numbers %d-%d: %s", partition, first, last, exc)
+            tracker.replay_failed(partition, first, last, str(exc))
+            return
+        self.engine.replaying = True
+        try:
+            counts = self.handle(events, ids).counts if events else {}
+        finally:
+            self.engine.replaying = False
+        tracker.replayed(partition, first, last, len(events))
+        log.info("%s: replay counts %s", partition, dict(counts))
 
     def _lane(self, ids: list[EventId | None], firsts: dict[str, int], result: BatchResult,
               fresh: dict[tuple[str, str], tuple[int, EventId | None, Applied | None]]) -> TickLane | None:
@@ -335,6 +375,8 @@ def build_predict_service(
     price_update_ms: int | None = None,
     state_store: PartitionStateStore | None = None,
     poll_in_background: bool = False,
+    snapshot_seconds: float = 0.0,
+    replay: HubReplay | None = None,
 ) -> PredictService:
     """Wire a :class:`PredictService` to a registry (``None``: every symbol starts cold).
 
@@ -353,6 +395,7 @@ def build_predict_service(
     state_store : where partition state is saved and restored (``None``: in memory only).
     poll_in_background : re-read champion pointers on a thread (:meth:`ChampionSource.start_polling`),
         so that no bar close waits on a pointer read; the service's :meth:`~PredictService.close` stops it.
+    snapshot_seconds, replay : see :class:`PredictService` (``STATE_SNAPSHOT_SECONDS``, the hub replay).
     """
     source = (
         ChampionSource(registry, default_key, poll_seconds, checkpoint_seconds)
@@ -362,7 +405,8 @@ def build_predict_service(
     engine = ForecastEngine(source, interval_level=interval_level, forecast_model=forecast_model, warmup=warmup)
     if clock is not None:
         engine.clock = clock
-    service = PredictService(engine, price_update_ms=price_update_ms, clock=clock or now_ms, state_store=state_store)
+    service = PredictService(engine, price_update_ms=price_update_ms, clock=clock or now_ms, state_store=state_store,
+                             snapshot_seconds=snapshot_seconds, replay=replay)
     if poll_in_background and isinstance(source, ChampionSource):
         source.start_polling()
         service.closers.append(source.close)

@@ -162,6 +162,8 @@ def make_predict_service(settings: Settings) -> PredictService:
         warmup = HistoryWarmup(lambda: HistoryStore.from_settings(settings), settings.state_warmup_bars,
                                Backoff())
     registry = make_registry(settings, **SERVING_BLOB_CLIENT)
+    state_store = make_state_store(settings, registry)
+    replay = make_hub_replay(settings) if state_store is not None else None
     service = build_predict_service(
         registry,
         settings.model_key,
@@ -171,12 +173,36 @@ def make_predict_service(settings: Settings) -> PredictService:
         warmup=warmup,
         forecast_model=settings.forecast_model,
         price_update_ms=settings.price_update_ms,
-        state_store=make_state_store(settings, registry),
+        state_store=state_store,
         poll_in_background=True,
+        snapshot_seconds=settings.state_snapshot_seconds,
+        replay=replay,
     )
     if warmup is not None:
         service.closers.append(warmup.close)
+    if replay is not None:
+        service.closers.append(replay.close)
     return service
+
+
+def make_hub_replay(settings: Settings):
+    """``predict``'s reader of the ticks hub for replays after a restore (:class:`KafkaHubReplay`), on
+    ``STATE_REPLAY_BOOTSTRAP_SERVERS``, else the Kafka endpoint of the ``EVENTHUB`` namespace; ``None``
+    when neither is set (a restored state behind the stream then has its bars marked partial).
+
+    Raises
+    ------
+    ValueError
+        An ``EVENTHUB`` connection string without an ``Endpoint``.
+    """
+    from shared.serving.hubreplay import KafkaHubReplay, replay_config
+
+    config = replay_config(settings.state_replay_bootstrap_servers or None, settings.eventhub_connection,
+                           settings.eventhub_namespace)
+    if config is None:
+        log.warning("no Kafka endpoint for the ticks hub: a restored state behind the stream loses its minute")
+        return None
+    return KafkaHubReplay(config, settings.ticks_hub, hub=settings.ticks_hub)
 
 
 def make_state_store(settings: Settings, registry: ModelRegistry | None) -> PartitionStateStore | None:

@@ -11,19 +11,25 @@ with an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import random
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
 from azure.storage.blob import ContainerClient
+from confluent_kafka import Producer
 
 from ingestor.parsers.recorded import read_recorded
 from shared.contracts.batches import RawEvent
 from shared.contracts.events import encode
 from shared.lifecycle.champions import Backoff
 from shared.lifecycle.registry.signing import ModelSigner
+from local_stack.tansu import producer_config
+from shared.serving.engine import new_forecaster
+from shared.serving.hubreplay import KafkaHubReplay, replay_config
 from shared.serving.predicting import PredictService, build_predict_service
 from shared.serving.statestore import PartitionStateStore
 
@@ -38,11 +44,38 @@ def _store(container: ContainerClient, key: str) -> PartitionStateStore:
     return PartitionStateStore(container, ModelSigner(key), "ticks", "predict")
 
 
-def _worker(store: PartitionStateStore | None, tick_features: bool = False) -> PredictService:
-    """A fresh worker process: cold models, a fixed clock (price events are wall-clock throttled)."""
-    worker = build_predict_service(None, "default", 0.9, 10.0, clock=lambda: 1_700_000_000_000, state_store=store)
+def _worker(store: PartitionStateStore | None, tick_features: bool = False, snapshot_seconds: float = 0.0,
+            replay=None) -> PredictService:
+    """A fresh worker process: cold models, a fixed clock (price events are wall-clock throttled).
+
+    With ``snapshot_seconds``, its monotonic clock advances one second per batch, so that the
+    state is saved every ``snapshot_seconds`` batches (and whenever a save is forced)."""
+    worker = build_predict_service(None, "default", 0.9, 10.0, clock=lambda: 1_700_000_000_000, state_store=store,
+                                   snapshot_seconds=snapshot_seconds, replay=replay)
     worker.engine.tick_features = tick_features
+    batches = iter(range(10**9))
+    worker.partitions.monotonic = lambda: float(next(batches))
     return worker
+
+
+@pytest.fixture
+def ticks_hub(kafka_broker, topic_factory):
+    """The hour of Kraken trades on partition 0 of a fresh Tansu topic (offset i = sequence number i),
+    and a :class:`KafkaHubReplay` of it: what a worker re-reads after restoring an older state."""
+    topic = topic_factory(partitions=1)
+    producer = Producer(producer_config(kafka_broker.bootstrap_servers))
+    for body in BODIES:
+        producer.produce(topic, body, key=b"BTC/USD", partition=0)
+    assert producer.flush(30) == 0
+    readers = []
+
+    def reader(**kwargs) -> KafkaHubReplay:
+        readers.append(KafkaHubReplay(replay_config(kafka_broker.bootstrap_servers, None, None), topic, **kwargs))
+        return readers[-1]
+
+    yield reader
+    for r in readers:
+        r.close()
 
 
 def _deliver(worker: PredictService, start: int, end: int):
@@ -132,6 +165,103 @@ def test_kills_at_every_point_of_an_invocation_change_nothing_downstream(blob_co
     assert report | {"redelivered": 0} == {"expected": report["expected"], "missing": 0, "conflicting": 0,
                                           "wrong": 0, "unexpected": 0, "redelivered": 0}, (report, kills)
     assert report["expected"] > 100  # ~59 bars and 58 predictions
+
+
+@pytest.mark.parametrize(("seed", "tick_features"), [(5, False), (6, True)])
+def test_kills_with_snapshots_every_few_batches_and_a_replay_of_the_hub_change_nothing(
+        blob_container, model_signing_key, ticks_hub, seed, tick_features):
+    """State saved every 4th batch (``STATE_SNAPSHOT_SECONDS``): a restarted worker restores an older
+    state and re-reads the ticks since from the broker (Flink's snapshot and source replay); what
+    reaches the hub is the uninterrupted run's, with kills at every point of an invocation."""
+    rng = random.Random(seed)
+
+    def worker():
+        return _worker(_store(blob_container, model_signing_key), tick_features, snapshot_seconds=4,
+                       replay=ticks_hub())
+
+    current, checkpoint, hub = worker(), 0, []
+    kills = {"before_save": 0, "before_send": 0, "before_checkpoint": 0}
+    replayed = deferred = 0
+    while checkpoint < len(BODIES):
+        end = min(len(BODIES), checkpoint + rng.randint(20, 200))
+        fate = rng.choices(["ok", "before_save", "before_send", "before_checkpoint"], [6, 1, 1, 1])[0]
+        if fate == "before_save":
+            _deliver(_worker(None, tick_features), checkpoint, end)
+        else:
+            result = _deliver(current, checkpoint, end)
+            if fate != "before_send":
+                hub += _events(result.outputs)
+            if fate == "ok":
+                checkpoint = end
+                continue
+        kills[fate] += 1
+        replayed += current.partitions.counts["replayed_events"]
+        deferred += current.partitions.counts["save_deferred"]
+        current = worker()
+    replayed += current.partitions.counts["replayed_events"]
+    report = _compare(hub, tick_features)
+    assert min(kills.values()) >= 2, kills
+    assert replayed > 200 and deferred > 10, (replayed, deferred)  # restores did replay; saves were deferred
+    assert report | {"redelivered": 0} == {"expected": report["expected"], "missing": 0, "conflicting": 0,
+                                          "wrong": 0, "unexpected": 0, "redelivered": 0}, (report, kills)
+    assert report["expected"] > 100
+
+
+def test_saves_are_deferred_but_never_past_a_new_symbol_or_a_model_swap(blob_container, model_signing_key):
+    """What a replay cannot redo (a new symbol's warm-up and initial model, a swap) is saved at once."""
+    worker = _worker(_store(blob_container, model_signing_key), snapshot_seconds=10**6)
+    counts = worker.partitions.counts
+    _deliver(worker, 0, 100)  # the partition's first batch on this worker: saved
+    _deliver(worker, 100, 200)
+    assert (counts["saved"], counts["save_deferred"]) == (1, 1)
+    eth = dataclasses.replace(TICKS[200], symbol="ETH/USD", trade_id=None)
+    worker.handle([RawEvent(encode(eth), "ticks seq=200")], [(PARTITION, 200)])
+    assert (counts["saved"], counts["save_deferred"]) == (2, 1)
+    swaps = iter([SimpleNamespace(forecaster=new_forecaster(), version="v2")])
+    worker.engine.provider.refresh = lambda exchange, symbol, version: next(swaps, None)
+    at = 201
+    while worker.engine.stats.model_swaps == 0:  # batches until a bar closes and the swap happens
+        saved = counts["saved"]
+        _deliver_from(worker, at, at + 20)
+        at += 20
+    assert counts["saved"] == saved + 1 and counts["save_deferred"] > 1
+
+
+def test_a_replay_swaps_no_model(blob_container, model_signing_key, ticks_hub):
+    """The champion may have changed since the replayed ticks were first applied: a swap waits for the
+    first bar the replay does not cover, or the replayed bars would train another model than they did."""
+    first = _worker(_store(blob_container, model_signing_key), snapshot_seconds=10**6)
+    _deliver(first, 0, 300)
+    _deliver(first, 300, 900)  # deferred: the state stays at 299
+    second = _worker(_store(blob_container, model_signing_key), replay=ticks_hub())
+    asked = []
+    second.engine.provider.refresh = lambda exchange, symbol, version: asked.append(second.engine.replaying)
+    _deliver(second, 900, 1500)
+    assert second.partitions.counts["replayed_events"] == 600
+    assert asked and not any(asked)
+
+
+def _deliver_from(worker: PredictService, start: int, end: int):
+    """Kraken ticks ``start - 1 .. end - 2`` at sequence numbers ``start .. end - 1`` (one was taken above)."""
+    raws = [RawEvent(BODIES[i - 1], f"ticks seq={i}") for i in range(start, end)]
+    return worker.handle(raws, [(PARTITION, i) for i in range(start, end)])
+
+
+def test_a_replay_that_cannot_be_read_marks_the_minute_partial_instead_of_publishing_it(
+        blob_container, model_signing_key, ticks_hub):
+    """The hub no longer holds the span (retention passed, here: a reader capped below its length)."""
+    first = _worker(_store(blob_container, model_signing_key), snapshot_seconds=10**6)
+    hub = _events(_deliver(first, 0, 1000).outputs)  # saved after its first batch only (at 999)
+    hub += _events(_deliver(first, 1000, 1200).outputs)  # deferred; the worker dies after the checkpoint
+    second = _worker(_store(blob_container, model_signing_key), replay=ticks_hub(max_events=100))
+    hub_after = _events(_deliver(second, 1200, len(BODIES)).outputs)
+    counts = second.partitions.counts
+    assert (counts["replay_failed"], counts["state_gap"], counts["replays"]) == (1, 1, 0)
+    assert second.engine.stats.partial_bars == 2
+    expected = dict(reference())
+    assert all(expected[k] == body for k, body in hub + hub_after if k[0] == "bar")
+    skipped_minute = json.loads(BODIES[1200])["event_time_ms"] // 60_000 * 60_000
+    assert ("bar", "kraken", "BTC/USD", skipped_minute) not in dict(hub_after)
 
 
 def test_a_partition_moving_between_workers_and_back_resumes_from_the_newer_state(blob_container, model_signing_key):

@@ -619,6 +619,7 @@ def test_role_assignments_are_least_privilege(built):
         ("host", "Monitoring Metrics Publisher", f"{p}-appi", None),
         ("predict", "Storage Blob Data Contributor", models, roles.path_condition(("checkpoints",))),
         ("predict", "Storage Blob Data Contributor", f"{p}-{default('STATE_CONTAINER')}", None),
+        ("predict", "Azure Event Hubs Data Receiver", f"{p}-ticks", None),
         ("retrain", "Storage Blob Data Contributor", models, roles.path_condition(("candidates",))),
         ("promote", "Storage Blob Data Contributor", models, roles.path_condition(("pointer", "decisions"))),
         ("promote", "Storage Queue Data Contributor", f"{p}stm", None),
@@ -707,7 +708,7 @@ def test_function_app_waits_for_its_role_assignments(built):
     principals = {built.identity(k).outputs["principalId"] for k in FUNCTION_IDENTITIES}
     granted = [i for i, r in enumerate(built.mocks.resources)
                if r.short == "authorization:RoleAssignment" and r.inputs["principalId"] in principals]
-    assert len(granted) == 16 and max(granted) < app_at
+    assert len(granted) == 17 and max(granted) < app_at
 
 
 # --- Function App ----------------------------------------------------------------------------------------
@@ -941,7 +942,7 @@ def test_resource_inventory(built):
         "dbformysql:Server": 1, "dbformysql:Database": 1, "dbformysql:Configuration": 1,
         "dbformysql:FirewallRule": 1,
         "managedidentity:UserAssignedIdentity": 5, "signalrservice:SignalR": 1,
-        "keyvault:Vault": 1, "keyvault:Secret": 2, "authorization:RoleAssignment": 19,
+        "keyvault:Vault": 1, "keyvault:Secret": 2, "authorization:RoleAssignment": 20,
         "pulumi-python:dynamic:Resource": 1,
         "web:AppServicePlan": 1, "web:WebApp": 1,
         "eventgrid:SystemTopic": 1, "eventgrid:SystemTopicEventSubscription": 1,
