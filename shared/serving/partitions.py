@@ -303,14 +303,18 @@ class PartitionTracker:
         Called at the end of a batch, before the invocation returns. A save is due
         ``snapshot_seconds`` after the last one, or at once after what cannot be replayed (see the
         class); otherwise it is deferred (``save_deferred``): a worker that restores the older
-        state replays the ticks since (:meth:`begin`). A failed save is counted and logged (the
-        breaker of the store skips the next ones), never raised; the next batch tries again.
+        state replays the ticks since (:meth:`begin`). A save due by the interval alone is encoded
+        here and uploaded on the store's background thread (``saved`` counts it when queued); a
+        forced one, or every save with ``snapshot_seconds`` 0, is uploaded before this returns.
+        A failed save is counted and logged (the breaker of the store skips the next ones), never
+        raised; the next batch tries again.
         """
         if self.store is None or partition not in self._expected:
             return False
         now = self.monotonic()
         saved_at = self._saved_at.get(partition)
-        if saved_at is not None and partition not in self._force and now - saved_at < self.snapshot_seconds:
+        forced = saved_at is None or partition in self._force
+        if not forced and now - saved_at < self.snapshot_seconds:
             self.counts["save_deferred"] += 1
             return False
         snapshot = PartitionSnapshot(partition, self._expected[partition] - 1, feed=self.gate.feed,
@@ -323,8 +327,11 @@ class PartitionTracker:
             core, log_ = self.engine.core_snapshot(key, state)
             snapshot.symbols[key] = SymbolSnapshot(state.builder, core, self.gate.export(key), state.partial,
                                                    state.flow, log_)
+        # A save due by the interval alone is uploaded in the background (a replay covers it until it
+        # lands); one that cannot be replayed past, or every batch's (0 s), is uploaded before returning.
+        wait = forced or not self.snapshot_seconds
         try:
-            saved = self.store.save(partition, snapshot.seq, snapshot)
+            saved = self.store.save(partition, snapshot.seq, snapshot, wait=wait)
         except Exception as exc:  # unpicklable model or no key: keep serving, say it loudly
             log.exception("%s: state not saved: %s", partition, exc)
             saved = False

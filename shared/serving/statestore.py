@@ -29,6 +29,8 @@ import logging
 import pickle
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
@@ -99,6 +101,8 @@ class PartitionStateStore:
         self.failed = 0
         self.skipped = 0
         self._blobs: dict[str, Any] = {}  # partition -> its BlobClient, built once (not per save)
+        self._pending: dict[str, Future] = {}  # partition -> its newest upload queued by save(wait=False)
+        self._uploader: ThreadPoolExecutor | None = None  # the background thread, started on first use
 
     def blob_name(self, partition: str) -> str:
         """``<hub>/<group>/<partition>.state`` (characters outside ``[A-Za-z0-9._-]`` become ``_``)."""
@@ -163,8 +167,15 @@ class PartitionStateStore:
             raise StateRefusedError(str(exc)) from None
         return seq, loads_model(payload)
 
-    def save(self, partition: str, seq: int, snapshot: object) -> bool:
-        """Write the state of ``partition`` after sequence number ``seq``; return whether it was written.
+    def save(self, partition: str, seq: int, snapshot: object, *, wait: bool = True) -> bool:
+        """Write the state of ``partition`` after sequence number ``seq``; return whether it was written
+        (``wait``) or queued (not ``wait``).
+
+        The blob is encoded here in both cases: ``snapshot`` refers to live state that the next
+        batch changes. Not ``wait``: it is uploaded on the store's one background thread, so the
+        invocation does not wait for Blob Storage; a partition whose previous upload is still in
+        flight is skipped (:attr:`skipped`, nothing encoded). ``wait``: uploaded now, after any
+        upload of the partition still in flight, so an older state never lands after it.
 
         Never raises for storage: a failure is logged and counted (:attr:`failed`) and opens the
         breaker, during which saves are skipped (:attr:`skipped`); the next successful save
@@ -180,7 +191,41 @@ class PartitionStateStore:
         if not self.backoff.ready():  # checked first: no pickling on the batch path while storage is down
             self.skipped += 1
             return False
+        pending = self._pending.get(partition)
+        if pending is not None and not pending.done():
+            if not wait:
+                self.skipped += 1
+                return False
+            wait_for([pending])
         blob = self.encode(self.signer, self.hub, self.group, partition, seq, snapshot, self.clock())
+        if wait:
+            return self._upload(partition, blob)
+        if self._uploader is None:
+            self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-upload")
+        self._pending[partition] = self._uploader.submit(self._upload_logged, partition, blob)
+        return True
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until the uploads queued by :meth:`save` are done (at most ``timeout_s`` seconds)."""
+        wait_for(list(self._pending.values()), timeout=timeout_s)
+
+    def close(self) -> None:
+        """Finish the queued uploads and stop the background thread (a later save starts a new one)."""
+        uploader, self._uploader = self._uploader, None
+        if uploader is not None:
+            uploader.shutdown(wait=True)
+
+    def _upload_logged(self, partition: str, blob: bytes) -> bool:
+        """:meth:`_upload` on the background thread: what it raises beyond storage errors is logged."""
+        try:
+            return self._upload(partition, blob)
+        except Exception:
+            self.failed += 1
+            log.exception("partition state of %s not saved", partition)
+            return False
+
+    def _upload(self, partition: str, blob: bytes) -> bool:
+        """One Put Blob of ``blob`` as ``partition``'s state; counts and the breaker as in :meth:`save`."""
         client = self._blobs.get(partition)
         if client is None:
             client = self._blobs[partition] = self.container.get_blob_client(self.blob_name(partition))

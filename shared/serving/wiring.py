@@ -145,12 +145,15 @@ def make_predict_service(settings: Settings) -> PredictService:
     (MySQL, or the SQLite file) through a :class:`HistoryWarmup`, so the service builds and
     predicts with the database down. Its registry client is configured by
     :data:`SERVING_BLOB_CLIENT`, so a Blob Storage outage costs a bar close milliseconds (a
-    refused connection) to 2 s (an unreachable host), once per back-off period.
+    refused connection) to 2 s (an unreachable host), once per back-off period. Each partition's
+    state is saved every ``STATE_SNAPSHOT_SECONDS`` and a restore replays the ticks hub
+    (:func:`make_hub_replay`); without a Kafka endpoint to replay from, it is saved every batch.
 
     Raises
     ------
     ValueError
-        A malformed or unsupported ``MYSQL_URL`` (no connection is attempted here).
+        A malformed or unsupported ``MYSQL_URL`` (no connection is attempted here), or an
+        ``EVENTHUB`` connection string without an ``Endpoint``.
     """
     from shared.lifecycle.champions import Backoff
     from shared.serving.predicting import build_predict_service
@@ -164,6 +167,11 @@ def make_predict_service(settings: Settings) -> PredictService:
     registry = make_registry(settings, **SERVING_BLOB_CLIENT)
     state_store = make_state_store(settings, registry)
     replay = make_hub_replay(settings) if state_store is not None else None
+    snapshot_seconds = settings.state_snapshot_seconds
+    if replay is None and snapshot_seconds and state_store is not None:
+        log.warning("no Kafka endpoint to replay the ticks hub from: partition state saved every batch, "
+                    "not every STATE_SNAPSHOT_SECONDS=%g", snapshot_seconds)
+        snapshot_seconds = 0.0
     service = build_predict_service(
         registry,
         settings.model_key,
@@ -175,13 +183,15 @@ def make_predict_service(settings: Settings) -> PredictService:
         price_update_ms=settings.price_update_ms,
         state_store=state_store,
         poll_in_background=True,
-        snapshot_seconds=settings.state_snapshot_seconds,
+        snapshot_seconds=snapshot_seconds,
         replay=replay,
     )
     if warmup is not None:
         service.closers.append(warmup.close)
     if replay is not None:
         service.closers.append(replay.close)
+    if state_store is not None:
+        service.closers.append(state_store.close)
     return service
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import pickle
 import random
+import threading
 from types import SimpleNamespace
 from pathlib import Path
 
@@ -262,6 +263,31 @@ def test_a_replay_that_cannot_be_read_marks_the_minute_partial_instead_of_publis
     assert all(expected[k] == body for k, body in hub + hub_after if k[0] == "bar")
     skipped_minute = json.loads(BODIES[1200])["event_time_ms"] // 60_000 * 60_000
     assert ("bar", "kraken", "BTC/USD", skipped_minute) not in dict(hub_after)
+
+
+def test_background_uploads_skip_while_in_flight_and_never_land_after_a_waited_save(blob_container,
+                                                                                   model_signing_key):
+    store = _store(blob_container, model_signing_key)
+    gate = threading.Event()
+    upload = store._upload_logged
+
+    def held(partition, blob):  # Blob Storage slow: a background upload waits until the test lets it go
+        gate.wait(10)
+        return upload(partition, blob)
+
+    store._upload_logged = held
+    assert store.save(PARTITION, 1, {"n": 1}, wait=False)  # queued, held in flight
+    assert not store.save(PARTITION, 2, {"n": 2}, wait=False) and store.skipped == 1  # one in flight at a time
+    gate.set()
+    store.flush()
+    assert store.load(PARTITION) == (1, {"n": 1})
+    gate.clear()
+    assert store.save(PARTITION, 3, {"n": 3}, wait=False)
+    threading.Timer(0.3, gate.set).start()
+    assert store.save(PARTITION, 4, {"n": 4})  # waits for 3, then writes: 3 cannot land after it
+    store.flush()
+    assert store.load(PARTITION) == (4, {"n": 4}) and store.saved == 3
+    store.close()
 
 
 def test_a_partition_moving_between_workers_and_back_resumes_from_the_newer_state(blob_container, model_signing_key):
