@@ -145,7 +145,8 @@ class PartitionTracker:
     ----------
     counts : ``restored``, ``fresh``, ``moved``, ``state_gap``, ``state_unavailable``,
         ``state_refused``, ``saved``, ``save_failed``, ``save_deferred``, ``replays``,
-        ``replayed_events``, ``replay_failed`` (plain counts since the service started).
+        ``replayed_events``, ``replay_failed``, ``superseded`` (another worker saved the partition's
+        state since this one read it: reloaded) (plain counts since the service started).
     """
 
     def __init__(self, engine: ForecastEngine, gate: TickGate, applied: AppliedEvents,
@@ -167,7 +168,7 @@ class PartitionTracker:
         self._force: set[str] = set()  # partitions whose next save may not be deferred
         self.counts: dict[str, int] = dict.fromkeys(
             ("restored", "fresh", "moved", "state_gap", "state_unavailable", "state_refused", "saved",
-             "save_failed", "save_deferred", "replays", "replayed_events", "replay_failed"), 0)
+             "save_failed", "save_deferred", "replays", "replayed_events", "replay_failed", "superseded"), 0)
 
     def begin(self, partition: str, first_seq: int) -> tuple[int, int] | None:
         """Make sure this worker's state of ``partition`` is current before its batch from ``first_seq``.
@@ -183,10 +184,15 @@ class PartitionTracker:
         applies them (outputs discarded: they were sent before the host checkpointed past them)
         and then calls :meth:`replayed`, or :meth:`replay_failed` if they could not be read.
         """
-        expected = self._expected.get(partition)
-        if expected is not None and first_seq <= expected:
-            return None
         if self.store is None:
+            return None
+        expected = self._expected.get(partition)
+        if expected is not None and self.store.take_superseded(partition):
+            self.counts["superseded"] += 1
+            log.warning("%s: another worker saved its state since this one read it; reloading it", partition)
+            self._drop(partition)
+            expected = None
+        if expected is not None and first_seq <= expected:
             return None
         self._saved_at.pop(partition, None)  # its first batch here is saved whatever the interval
         if expected is not None:

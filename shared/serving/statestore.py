@@ -17,6 +17,15 @@ an HMAC-SHA256 (:mod:`shared.lifecycle.registry.signing`, kind ``partition-state
 group, partition and the header's sequence number) checked before unpickling: a planted or
 copied state blob is refused (:class:`StateRefusedError`) and never executed.
 
+Fencing: each save replaces only the version of the blob this store last read or wrote (an
+``If-Match`` on its ETag, or ``If-None-Match: *`` when it read none: "Managing concurrency in Blob
+storage", learn.microsoft.com/azure/storage/blobs/concurrency-manage, optimistic concurrency). A
+worker that lost the partition to another instance — the Event Hubs extension moves partitions
+while an invocation may still run — or whose background upload is late cannot overwrite the
+newer state: the save fails with 412 (or 409), is counted (:attr:`PartitionStateStore.conflicts`)
+and marks the partition :attr:`~PartitionStateStore.superseded`, and the tracker reloads it
+before its next batch. A store that could not read the blob (an outage) writes unconditionally.
+
 Storage calls run in the batch path, so the client is built without retries and with short
 timeouts (:data:`shared.serving.wiring.SERVING_BLOB_CLIENT`), and a :class:`Backoff` breaker
 skips saves after a failure instead of waiting on every batch (outages degrade, never stall).
@@ -33,7 +42,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.lifecycle.champions import Backoff
@@ -101,6 +111,11 @@ class PartitionStateStore:
         self.failed = 0
         self.skipped = 0
         self._blobs: dict[str, Any] = {}  # partition -> its BlobClient, built once (not per save)
+        self._etags: dict[str, str | None] = {}  # partition -> ETag of the version last read or written
+        # (None: read as absent); a save replaces only that version (fencing off a worker that lost the partition)
+        self.superseded: set[str] = set()
+        """Partitions whose save found a version written by another worker (cleared by :meth:`load`)."""
+        self.conflicts = 0
         self._pending: dict[str, Future] = {}  # partition -> its newest upload queued by save(wait=False)
         self._uploader: ThreadPoolExecutor | None = None  # the background thread, started on first use
 
@@ -229,12 +244,24 @@ class PartitionStateStore:
         client = self._blobs.get(partition)
         if client is None:
             client = self._blobs[partition] = self.container.get_blob_client(self.blob_name(partition))
+        condition: dict[str, Any] = {}
+        if partition in self._etags:  # replace only the version this store read or wrote last
+            etag = self._etags[partition]
+            condition = ({"match_condition": MatchConditions.IfMissing} if etag is None else
+                         {"etag": etag, "match_condition": MatchConditions.IfNotModified})
         try:
             try:
-                client.upload_blob(blob, overwrite=True, content_settings=BINARY)
+                written = client.upload_blob(blob, overwrite=True, content_settings=BINARY, **condition)
             except ResourceNotFoundError:  # ContainerNotFound: a deployment that predates the container
                 self.ensure_container()
-                client.upload_blob(blob, overwrite=True, content_settings=BINARY)
+                written = client.upload_blob(blob, overwrite=True, content_settings=BINARY, **condition)
+        except (ResourceModifiedError, ResourceExistsError) as exc:  # 412 / 409: another worker wrote it
+            self.conflicts += 1
+            self.superseded.add(partition)
+            self.backoff.succeeded()
+            log.warning("partition state of %s not saved: another worker saved it since this one read it "
+                        "(%s); reloading before the next batch", partition, type(exc).__name__)
+            return False
         except AzureError as exc:
             self.failed += 1
             delay = self.backoff.failed()
@@ -242,6 +269,9 @@ class PartitionStateStore:
                       partition, type(exc).__name__, exc, delay)
             return False
         self.backoff.succeeded()
+        self._etags[partition] = written.get("etag") if isinstance(written, dict) else None
+        if self._etags[partition] is None:
+            del self._etags[partition]  # no ETag answered: unconditional from now on
         self.saved += 1
         return True
 
@@ -257,10 +287,14 @@ class PartitionStateStore:
         """
         if not self.backoff.ready():
             raise StorageUnavailableError(f"state of {partition}: storage calls skipped after a failure")
+        self._etags.pop(partition, None)  # unknown until read: a failed read leaves saves unconditional
+        self.superseded.discard(partition)
         try:
-            blob = self.container.download_blob(self.blob_name(partition)).readall()
+            downloader = self.container.download_blob(self.blob_name(partition))
+            blob = downloader.readall()
         except ResourceNotFoundError:
             self.backoff.succeeded()
+            self._etags[partition] = None
             return None
         except AzureError as exc:
             delay = self.backoff.failed()
@@ -268,4 +302,13 @@ class PartitionStateStore:
                 f"state of {partition}: {type(exc).__name__}: {exc} (storage calls skipped for {delay:.0f} s)"
             ) from exc
         self.backoff.succeeded()
+        self._etags[partition] = downloader.properties.etag  # the next save replaces this version only
         return self.decode(self.signer, self.hub, self.group, partition, blob)
+
+    def take_superseded(self, partition: str) -> bool:
+        """Whether a save of ``partition`` found a state this store had not read (another worker
+        wrote it since); the mark is cleared. The caller reloads before applying more."""
+        if partition in self.superseded:
+            self.superseded.discard(partition)
+            return True
+        return False

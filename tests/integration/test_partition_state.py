@@ -265,6 +265,22 @@ def test_a_replay_that_cannot_be_read_marks_the_minute_partial_instead_of_publis
     assert ("bar", "kraken", "BTC/USD", skipped_minute) not in dict(hub_after)
 
 
+def test_a_worker_that_lost_its_partition_cannot_overwrite_the_new_owners_state(blob_container, model_signing_key):
+    """The Event Hubs extension moves a partition while an invocation of the old owner may still run:
+    the old owner's save is fenced off by the ETag it read (412), and it reloads before its next batch."""
+    store_a, store_b = _store(blob_container, model_signing_key), _store(blob_container, model_signing_key)
+    a, b = _worker(store_a), _worker(store_b)
+    hub = _events(_deliver(a, 0, 600).outputs)
+    hub += _events(_deliver(b, 600, 1200).outputs)  # b takes the partition over
+    hub += _events(_deliver(a, 600, 700).outputs)  # a's invocation in flight when it moved: its save is refused
+    assert store_a.conflicts == 1 and a.partitions.counts["save_failed"] == 1
+    assert store_b.load(PARTITION)[0] == 1199  # b's state stands
+    hub += _events(_deliver(a, 1200, len(BODIES)).outputs)  # a gets it back: reloads b's state, not its own
+    assert a.partitions.counts["superseded"] == 1 and a.partitions.counts["state_gap"] == 0
+    assert _compare(hub) | {"expected": 0, "redelivered": 0} == {"expected": 0, "missing": 0, "conflicting": 0,
+                                                                  "wrong": 0, "unexpected": 0, "redelivered": 0}
+
+
 def test_background_uploads_skip_while_in_flight_and_never_land_after_a_waited_save(blob_container,
                                                                                    model_signing_key):
     store = _store(blob_container, model_signing_key)
