@@ -140,32 +140,46 @@ def _only_valid_bars(hub: list[tuple]) -> None:
     assert sum(k[0] == "prediction" for k, _ in hub) > 30
 
 
-@pytest.mark.parametrize(("seed", "tick_features"), [(1, False), (2, False), (3, False), (4, True)])
-def test_kills_at_every_point_of_an_invocation_change_nothing_downstream(blob_container, model_signing_key, seed,
-                                                                         tick_features):
-    """With tick features on, the order flow (per tick) is restored too."""
-    rng = random.Random(seed)
-    store = _store(blob_container, model_signing_key)
-    worker, checkpoint, hub, kills = _worker(store, tick_features), 0, [], {"before_save": 0, "before_send": 0, "before_checkpoint": 0}
+def _run_with_kills(new_worker, rng: random.Random, largest: int, ok_weight: int):
+    """Play the host over the hour: batches of 20 to ``largest`` events from the checkpoint, each
+    invocation either fine or killed before its state was saved (it died while applying: nothing
+    sent, nothing saved, memory gone), before its outputs were sent, or before the checkpoint, each
+    kill followed by a new worker from ``new_worker()``. Returns what reached the hub, the kills per
+    point, and every worker used."""
+    workers, checkpoint, hub = [new_worker()], 0, []
+    kills = {"before_save": 0, "before_send": 0, "before_checkpoint": 0}
     while checkpoint < len(BODIES):
-        end = min(len(BODIES), checkpoint + rng.randint(20, 300))  # batches form anew after each restart
-        fate = rng.choices(["ok", "before_save", "before_send", "before_checkpoint"], [3, 1, 1, 1])[0]
-        if fate == "before_save":  # died while applying: nothing sent, nothing saved, memory gone
-            _deliver(_worker(None, tick_features), checkpoint, end)
+        end = min(len(BODIES), checkpoint + rng.randint(20, largest))  # batches form anew after each restart
+        fate = rng.choices(["ok", "before_save", "before_send", "before_checkpoint"], [ok_weight, 1, 1, 1])[0]
+        if fate == "before_save":
+            _deliver(_worker(None), checkpoint, end)
         else:
-            result = _deliver(worker, checkpoint, end)
+            result = _deliver(workers[-1], checkpoint, end)
             if fate != "before_send":
                 hub += _events(result.outputs)
             if fate == "ok":
                 checkpoint = end
                 continue
         kills[fate] += 1
-        worker = _worker(_store(blob_container, model_signing_key), tick_features)
+        workers.append(new_worker())
+    return hub, kills, workers
+
+
+def _exact(hub: list[tuple], kills: dict[str, int], tick_features: bool) -> None:
     report = _compare(hub, tick_features)
     assert min(kills.values()) >= 2, kills
     assert report | {"redelivered": 0} == {"expected": report["expected"], "missing": 0, "conflicting": 0,
                                           "wrong": 0, "unexpected": 0, "redelivered": 0}, (report, kills)
     assert report["expected"] > 100  # ~59 bars and 58 predictions
+
+
+@pytest.mark.parametrize(("seed", "tick_features"), [(1, False), (2, False), (3, False), (4, True)])
+def test_kills_at_every_point_of_an_invocation_change_nothing_downstream(blob_container, model_signing_key, seed,
+                                                                         tick_features):
+    """State saved every batch; with tick features on, the order flow (per tick) is restored too."""
+    hub, kills, _ = _run_with_kills(lambda: _worker(_store(blob_container, model_signing_key), tick_features),
+                                    random.Random(seed), 300, 3)
+    _exact(hub, kills, tick_features)
 
 
 @pytest.mark.parametrize(("seed", "tick_features"), [(5, False), (6, True)])
@@ -174,38 +188,14 @@ def test_kills_with_snapshots_every_few_batches_and_a_replay_of_the_hub_change_n
     """State saved every 4th batch (``STATE_SNAPSHOT_SECONDS``): a restarted worker restores an older
     state and re-reads the ticks since from the broker (Flink's snapshot and source replay); what
     reaches the hub is the uninterrupted run's, with kills at every point of an invocation."""
-    rng = random.Random(seed)
-
-    def worker():
-        return _worker(_store(blob_container, model_signing_key), tick_features, snapshot_seconds=4,
-                       replay=ticks_hub())
-
-    current, checkpoint, hub = worker(), 0, []
-    kills = {"before_save": 0, "before_send": 0, "before_checkpoint": 0}
-    replayed = deferred = 0
-    while checkpoint < len(BODIES):
-        end = min(len(BODIES), checkpoint + rng.randint(20, 200))
-        fate = rng.choices(["ok", "before_save", "before_send", "before_checkpoint"], [6, 1, 1, 1])[0]
-        if fate == "before_save":
-            _deliver(_worker(None, tick_features), checkpoint, end)
-        else:
-            result = _deliver(current, checkpoint, end)
-            if fate != "before_send":
-                hub += _events(result.outputs)
-            if fate == "ok":
-                checkpoint = end
-                continue
-        kills[fate] += 1
-        replayed += current.partitions.counts["replayed_events"]
-        deferred += current.partitions.counts["save_deferred"]
-        current = worker()
-    replayed += current.partitions.counts["replayed_events"]
-    report = _compare(hub, tick_features)
-    assert min(kills.values()) >= 2, kills
+    hub, kills, workers = _run_with_kills(
+        lambda: _worker(_store(blob_container, model_signing_key), tick_features, snapshot_seconds=4,
+                        replay=ticks_hub()),
+        random.Random(seed), 200, 6)
+    replayed = sum(w.partitions.counts["replayed_events"] for w in workers)
+    deferred = sum(w.partitions.counts["save_deferred"] for w in workers)
     assert replayed > 200 and deferred > 10, (replayed, deferred)  # restores did replay; saves were deferred
-    assert report | {"redelivered": 0} == {"expected": report["expected"], "missing": 0, "conflicting": 0,
-                                          "wrong": 0, "unexpected": 0, "redelivered": 0}, (report, kills)
-    assert report["expected"] > 100
+    _exact(hub, kills, tick_features)
 
 
 def test_saves_are_deferred_but_never_past_a_new_symbol_or_a_model_swap(blob_container, model_signing_key):
