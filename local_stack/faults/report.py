@@ -193,6 +193,7 @@ COLUMNS = [
     ("preds wrong", "predictions_wrong"), ("store missing/wrong (bars, preds)", None),
     ("dead letters", "deadletters"), ("fuzz unaccounted", "fuzz_unaccounted"),
     ("valid ticks dead-lettered", "valid_deadlettered"), ("lost by driver", "lost"),
+    ("restores replayed (events)", None),
     ("worst latency s", None), ("longest gap s (outage s)", None), ("wall s", "wall_s"),
 ]
 """Columns of the table: header and the figure shown (``None``: composed in :func:`_cell`)."""
@@ -209,6 +210,8 @@ def _cell(row: Mapping, header: str, name: str | None) -> str:
         return f"{row['bars_conflicting']}/{row['bars_redelivered']}"
     if header.startswith("preds dup"):
         return f"{row['predictions_conflicting']}/{row['predictions_redelivered']}"
+    if header.startswith("restores replayed"):
+        return f"{row.get('hub_replays', 0)} ({row.get('hub_replayed_events', 0)})"
     if header.startswith("store"):
         return (f"{row['store_bars_missing']}/{row['store_bars_wrong']}, "
                 f"{row['store_predictions_missing']}/{row['store_predictions_wrong']}")

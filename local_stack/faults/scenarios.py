@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -145,10 +146,24 @@ def run_scenario(name: str, servers, template, signing_key: str, expected: Expec
     bars, predictions = _store_rows(values, expected)
     row = compare(expected, outputs, deadletters, fuzz=fault.delivered, store_bars=bars,
                   store_predictions=predictions, valid_symbols={(k[0], k[1]) for k in expected.bars})
+    hub_replays = _hub_replays(functions.log_path)
     row.update(scenario=name, wall_s=round(time.monotonic() - t0, 1), outage_s=round(fault.longest_outage, 1),
                lost=functions.lost, kills=functions.kills, replay=replay, outages=fault.outages,
-               fuzz_undelivered=fault.undelivered, prefix=prefix)
+               fuzz_undelivered=fault.undelivered, prefix=prefix, hub_replays=len(hub_replays),
+               hub_replayed_events=sum(hub_replays))
     return row
+
+
+_REPLAYED = re.compile(rb"replayed (\d+) event\(s\) from the hub")
+
+
+def _hub_replays(log_path: Path) -> list[int]:
+    """Events replayed from the ticks hub by each restore of a partition state older than the
+    stream (``shared.serving.partitions``' warning line), from the functions processes' log."""
+    try:
+        return [int(m.group(1)) for m in _REPLAYED.finditer(log_path.read_bytes())]
+    except OSError:
+        return []
 
 
 def _store_rows(values: dict, expected: Expected) -> tuple[list, list]:

@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 
 EVENTHUBS_KAFKA_PORT = 9093
 """Port of the Event Hubs Kafka endpoint (TLS)."""
+EMULATOR_KAFKA_PORT = 9092
+"""Port of the Event Hubs emulator's Kafka endpoint (no TLS; the port its docker command publishes)."""
 
 _PARTITION = re.compile(r"partition (\d+)")
 _CHUNK = 10_000
@@ -278,9 +280,9 @@ def replay_config(
     Returns
     -------
     dict or None
-        librdkafka properties (and ``oauth_cb``); None when none of the three is given, or the
-        connection string is the Event Hubs emulator's (``UseDevelopmentEmulator=true``, which
-        documents no Kafka endpoint): no replay.
+        librdkafka properties (and ``oauth_cb``); None when none of the three is given: no replay.
+        The Event Hubs emulator's connection string (``UseDevelopmentEmulator=true``) gives its
+        Kafka endpoint, ``<host>:9092`` without TLS, SASL PLAIN as above.
 
     Raises
     ------
@@ -299,13 +301,20 @@ def replay_config(
     ('$ConnectionString', True)
     >>> replay_config(None, None, None) is None
     True
-    >>> replay_config(None, "Endpoint=sb://localhost;UseDevelopmentEmulator=true;", None) is None
-    True
+    >>> emulator = replay_config(None, "Endpoint=sb://localhost;UseDevelopmentEmulator=true;", None)
+    >>> emulator["bootstrap.servers"], emulator["security.protocol"]
+    ('localhost:9092', 'SASL_PLAINTEXT')
     """
     if bootstrap_servers:
         return {"bootstrap.servers": bootstrap_servers, "security.protocol": "PLAINTEXT"}
     if eventhub_connection and "usedevelopmentemulator=true" in eventhub_connection.replace(" ", "").lower():
-        return None  # the Event Hubs emulator documents no Kafka endpoint: no replay (func start sets 0 s)
+        return {  # the emulator's Kafka endpoint: port 9092, no TLS (docs/deploying.md, the replay into it)
+            "bootstrap.servers": f"{_endpoint_host(eventhub_connection)}:{EMULATOR_KAFKA_PORT}",
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "PLAIN",
+            "sasl.username": "$ConnectionString",
+            "sasl.password": eventhub_connection,
+        }
     if eventhub_connection:
         return {
             "bootstrap.servers": f"{_endpoint_host(eventhub_connection)}:{EVENTHUBS_KAFKA_PORT}",

@@ -231,7 +231,8 @@ class PartitionTracker:
         self.counts["replays"] += 1
         self.counts["replayed_events"] += events
         self.applied_through(partition, last)
-        log.info("%s: replayed %d event(s), sequence numbers %d-%d", partition, events, first, last)
+        log.warning("%s: replayed %d event(s) from the hub, sequence numbers %d-%d (the restored state was "
+                    "saved at %d)", partition, events, first, last, first - 1)
 
     def replay_failed(self, partition: str, first: int, last: int, why: str) -> None:
         """The span ``first``..``last`` of ``partition`` could not be read: its ticks are lost."""
