@@ -1,9 +1,10 @@
 """Reading back what a scenario produced: whole hubs, consumer-group checkpoints, the history store.
 
 A hub is read whole by assigning every partition from its first offset (no consumer group is
-joined, so nothing is committed) until each partition reached the high watermark read before,
-or nothing arrived for ``idle_s`` seconds. The suite waits for the pipeline to drain by
-comparing each function's committed offsets (its checkpoints) with the hubs' high watermarks.
+joined, so nothing is committed) until each partition reached its end read before, or nothing
+arrived for ``idle_s`` seconds. The suite waits for the pipeline to drain by comparing each
+function's committed offsets (its checkpoints) with the hubs' ends. An end is read to the end of
+the partition, not taken from the broker's high watermark, which Tansu can underreport (:func:`_high`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from local_stack.tansu import consumer_config
 
@@ -36,8 +37,39 @@ def _partitions(consumer: Consumer, topic: str) -> list[int]:
     return sorted(meta.partitions)
 
 
-def _high(consumer: Consumer, topic: str, partitions: list[int]) -> dict[int, int]:
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+def _high(bootstrap: str, consumer: Consumer, topic: str, partitions: list[int],
+          timeout_s: float = 10.0) -> dict[int, int]:
+    """The end offset of each partition of ``topic`` (one past its newest event), read to the end.
+
+    Tansu's ListOffsets can answer less than the end: measured with Tansu 0.6 and confluent-kafka
+    2.16, a partition of 20 events produced in one batch reports a high watermark of 1 (the
+    newest record batch's base offset + 1), so a drain judged on it can be declared before the
+    newest batch was processed, and a hub read up to it can stop short. The watermark is only
+    where reading starts: ``consumer``'s group is not used, a reader of its own reads from there
+    to the end of each partition (``enable.partition.eof``), whose offset is the true end.
+
+    Raises
+    ------
+    RuntimeError
+        Some partition's end was not reached within ``timeout_s``.
+    """
+    hint = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    reader = Consumer(consumer_config(bootstrap, "faults-ends", **{"enable.partition.eof": True}))
+    try:
+        reader.assign([TopicPartition(topic, p, max(0, hint[p])) for p in partitions])
+        ends: dict[int, int] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(ends) < len(partitions):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{topic}: no end of partitions {sorted(set(partitions) - set(ends))} "
+                                   f"within {timeout_s:g} s")
+            for m in reader.consume(10_000, 0.2):
+                error = m.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    ends[m.partition()] = m.offset()
+        return ends
+    finally:
+        reader.close()
 
 
 def read_hub(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 120.0) -> list[Record]:
@@ -51,7 +83,7 @@ def read_hub(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float =
     consumer = Consumer(consumer_config(bootstrap, "faults-reader", **{"enable.partition.eof": False}))
     try:
         partitions = _partitions(consumer, topic)
-        high = _high(consumer, topic, partitions)
+        high = _high(bootstrap, consumer, topic, partitions)
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         out: list[Record] = []
         nxt = {p: 0 for p in partitions}
@@ -75,7 +107,7 @@ def committed_lag(bootstrap: str, group: str, topic: str) -> int:
     consumer = Consumer(consumer_config(bootstrap, group))
     try:
         partitions = _partitions(consumer, topic)
-        high = _high(consumer, topic, partitions)
+        high = _high(bootstrap, consumer, topic, partitions)
         done = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
         return sum(max(0, high[tp.partition] - max(tp.offset, 0)) for tp in done)
     finally:

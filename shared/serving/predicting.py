@@ -32,6 +32,7 @@ next (:mod:`shared.serving.partitions`).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 
@@ -50,6 +51,10 @@ __all__ = ["EVICTED", "REPLAY_WINDOW", "Applied", "AppliedEvents", "EventId", "P
            "build_predict_service"]
 
 log = logging.getLogger(__name__)
+
+REPLAY_CHUNK = 50_000
+"""Events a replay reads and applies at a time (~10 MB of tick bodies): a restore after a long
+storage outage replays in bounded memory."""
 
 class PriceThrottle:
     """Lets at most one price update per symbol through every ``min_interval_ms``.
@@ -262,26 +267,35 @@ class PredictService:
     def _replay(self, partition: str, first: int, last: int) -> None:
         """Apply events ``first``..``last`` of ``partition`` again after a restore, outputs discarded.
 
-        They are read from the trigger's hub (:attr:`PartitionTracker.replay`) and go through
-        :meth:`handle` with the engine :attr:`~shared.serving.engine.ForecastEngine.replaying`: the
-        same checks and steps as the first time, without model swaps, checkpoints, price updates
-        or a state save. Ticks that cannot be read are lost (:meth:`PartitionTracker.replay_failed`).
+        They are read from the trigger's hub (:attr:`PartitionTracker.replay`), :data:`REPLAY_CHUNK`
+        at a time (memory stays bounded after a long storage outage), and go through :meth:`handle`
+        with the engine :attr:`~shared.serving.engine.ForecastEngine.replaying`: the same checks and
+        steps as the first time, without model swaps, checkpoints, price updates or a state save.
+        Ticks that cannot be read are lost (:meth:`PartitionTracker.replay_failed`), those before
+        them stay applied.
         """
         from shared.serving.hubreplay import ReplayUnavailableError
 
         tracker = self.partitions
-        try:
-            events, ids = tracker.replay.read(partition, first, last)
-        except ReplayUnavailableError as exc:
-            log.error("%s: cannot replay sequence numbers %d-%d: %s", partition, first, last, exc)
-            tracker.replay_failed(partition, first, last, str(exc))
-            return
-        self.engine.replaying = True
-        try:
-            counts = self.handle(events, ids).counts if events else {}
-        finally:
-            self.engine.replaying = False
-        tracker.replayed(partition, first, last, len(events))
+        counts: Counter[str] = Counter()
+        replayed, start = 0, first
+        while start <= last:
+            end = min(last, start + REPLAY_CHUNK - 1)
+            try:
+                events, ids = tracker.replay.read(partition, start, end)
+            except ReplayUnavailableError as exc:
+                log.error("%s: cannot replay sequence numbers %d-%d: %s", partition, start, end, exc)
+                tracker.replay_failed(partition, first, last, str(exc))
+                return
+            if events:
+                self.engine.replaying = True
+                try:
+                    counts.update(self.handle(events, ids).counts)
+                finally:
+                    self.engine.replaying = False
+            replayed += len(events)
+            start = end + 1
+        tracker.replayed(partition, first, last, replayed)
         log.info("%s: replay counts %s", partition, dict(counts))
 
     def _lane(self, ids: list[EventId | None], firsts: dict[str, int], result: BatchResult,

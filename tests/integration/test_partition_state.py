@@ -31,6 +31,7 @@ from shared.lifecycle.registry.signing import ModelSigner
 from local_stack.tansu import producer_config
 from shared.serving.engine import new_forecaster
 from shared.serving.hubreplay import KafkaHubReplay, replay_config
+from shared.serving import predicting
 from shared.serving.predicting import PredictService, build_predict_service
 from shared.serving.statestore import PartitionStateStore
 
@@ -182,12 +183,15 @@ def test_kills_at_every_point_of_an_invocation_change_nothing_downstream(blob_co
     _exact(hub, kills, tick_features)
 
 
-@pytest.mark.parametrize(("seed", "tick_features"), [(5, False), (6, True)])
+@pytest.mark.parametrize(("seed", "tick_features", "chunk"), [(5, False, None), (6, True, None), (7, False, 7)])
 def test_kills_with_snapshots_every_few_batches_and_a_replay_of_the_hub_change_nothing(
-        blob_container, model_signing_key, ticks_hub, seed, tick_features):
+        blob_container, model_signing_key, ticks_hub, monkeypatch, seed, tick_features, chunk):
     """State saved every 4th batch (``STATE_SNAPSHOT_SECONDS``): a restarted worker restores an older
     state and re-reads the ticks since from the broker (Flink's snapshot and source replay); what
-    reaches the hub is the uninterrupted run's, with kills at every point of an invocation."""
+    reaches the hub is the uninterrupted run's, with kills at every point of an invocation. With
+    ``chunk``, the replay reads and applies that many events at a time."""
+    if chunk is not None:
+        monkeypatch.setattr(predicting, "REPLAY_CHUNK", chunk)
     hub, kills, workers = _run_with_kills(
         lambda: _worker(_store(blob_container, model_signing_key), tick_features, snapshot_seconds=4,
                         replay=ticks_hub()),
