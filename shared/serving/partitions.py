@@ -14,8 +14,9 @@ forget what it learned. Marking such bars partial would still lose every restart
 learning; instead, like a Kafka Streams / quix-streams task that commits its state with its
 offsets, ``predict`` saves each partition's whole state — bars in progress, features, online
 models, pending forecasts, the tick gate's marks and the outputs of the batch — in one signed blob
-(:class:`shared.serving.statestore.PartitionStateStore`) *before the invocation returns*, and what
-the saved state is behind the host's checkpoint is replayed from the hub (below). A worker that gets a partition loads it and
+(:class:`shared.serving.statestore.PartitionStateStore`) *before the invocation returns*, and
+what the saved state is behind the host's checkpoint is replayed from the hub (below). A worker
+that gets a partition loads it and
 skips every redelivered event at or below its sequence number, re-emitting the outputs of the
 newest batch (which a kill may have kept from being sent). Bars and predictions then equal those
 of an uninterrupted run.

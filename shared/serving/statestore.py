@@ -269,9 +269,11 @@ class PartitionStateStore:
                       partition, type(exc).__name__, exc, delay)
             return False
         self.backoff.succeeded()
-        self._etags[partition] = written.get("etag") if isinstance(written, dict) else None
-        if self._etags[partition] is None:
-            del self._etags[partition]  # no ETag answered: unconditional from now on
+        etag = written.get("etag") if isinstance(written, dict) else None
+        if etag:
+            self._etags[partition] = etag
+        else:  # no ETag answered: unconditional from now on
+            self._etags.pop(partition, None)
         self.saved += 1
         return True
 
@@ -287,6 +289,9 @@ class PartitionStateStore:
         """
         if not self.backoff.ready():
             raise StorageUnavailableError(f"state of {partition}: storage calls skipped after a failure")
+        pending = self._pending.get(partition)
+        if pending is not None:  # this store's own upload lands first, so the read sees the newest state
+            wait_for([pending])
         self._etags.pop(partition, None)  # unknown until read: a failed read leaves saves unconditional
         self.superseded.discard(partition)
         try:
