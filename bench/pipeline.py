@@ -28,11 +28,15 @@ Prints figures (not a timed test), in one run on one broker, each with its ratio
   remove one suspect (:data:`DIAGNOSES`); ``--latency-only`` stops after the latency runs.
 * **drain**: ``--drain`` pre-produced ticks, then ``predict`` started on them: ticks per second
   from the end of the first batch to the end of the last one (target >= 150,000/s); under it, the
-  share of that time each driver step took.
+  share of that time each driver step took. Above it, two ceilings of the same drain: a bare
+  consumer (the broker's) and the driver invoking a function that does nothing (the host
+  stand-in's: building the events, checkpointing, on the cores the broker shares).
 * **in process**: the same :class:`~shared.serving.predicting.PredictService`, no broker, batches
   of host.json's ``maxEventBatchSize``, without the Azurite state store, with it saved every
   ``STATE_SNAPSHOT_SECONDS`` (the default), and saved every batch; target >= 400,000 ticks/s per
-  core (:mod:`bench.pipeline_local`).
+  core (:mod:`bench.pipeline_local`). Under it, what the figure is made of: the validated decode
+  alone (the least any tick costs), the same ticks with no bar closing (the common tick's rate),
+  and from the two the cost of one bar close.
 * **footprint**: RSS and partition-state (checkpoint) bytes per symbol with 1,000 symbols in one
   partition, and the time of one save; ingestor replay and live-parser throughput per core.
 * **Quix Streams** (``bench/peers/quix_job.py``, its own venv ``.venv-peers`` made here from
@@ -485,12 +489,20 @@ def tickcast_latency(broker, azurite, tmp: Path, args, store: bool = True, **var
     return lat, counts, breakdown(samples, split)
 
 
+def _noop_predict(events, predictions, deadletters, context=None) -> None:
+    """``predict``'s signature, nothing done: what the driver costs without the function (:func:`tickcast_drain`)."""
+
+
 def tickcast_drain(broker, azurite, tmp: Path, args, profile: Path | None, n: int,
-                   shares: dict[str, float] | None = None) -> float:
+                   shares: dict[str, float] | None = None, noop: bool = False) -> float:
     """Ticks/s of ``predict`` through the broker on ``n`` pre-produced ticks (under cProfile into
     ``profile`` if given: then the figure is the profiler's, not the code's). ``shares``, if given,
     gets the fraction of that time each :class:`~local_stack.functions_host.BatchReport` timing
-    took (``hop`` and ``waited`` left out: they overlap the others)."""
+    took (``hop`` and ``waited`` left out: they overlap the others).
+
+    ``noop``: the driver invokes :func:`_noop_predict` instead (same bindings, so the same events
+    built, the same checkpoints, no outputs): the ceiling of any function's drain through the
+    host stand-in on this machine, as the bare consumer is the broker's."""
     from local_stack.functions_host import BatchReport
 
     from confluent_kafka import Producer
@@ -503,6 +515,8 @@ def tickcast_drain(broker, azurite, tmp: Path, args, profile: Path | None, n: in
     driver, settings = predict_driver(broker, azurite, tmp, args.partitions,
                                       on_batch=lambda r: (marks.append((time.perf_counter(), r.consumed)),
                                                           reports.append(r)))
+    if noop:
+        driver.user_function = _noop_predict
     producer = Producer(producer_config(broker.bootstrap_servers))
     ticks = make_ticks(args.symbols, n, ingest_ms=int(time.time() * 1000))
     for _, tick in ticks:
@@ -601,15 +615,21 @@ def main(argv: list[str] | None = None) -> None:
             if args.profile:
                 tickcast_drain(broker, azurite, tmp, args, args.profile, min(args.drain, 50_000))
             bare = bare_drain(broker, args.drain, args.symbols)
+            host = tickcast_drain(broker, azurite, tmp, args, None, args.drain, noop=True)
             rows.append((f"bare consumer draining the same ({args.drain:,} ticks)", f"{bare:,.0f} ticks/s",
                          "1.00x (the broker's ceiling)"))
+            rows.append(("the driver draining the same into a function that does nothing", f"{host:,.0f} ticks/s",
+                         f"{host / TARGET_DRAIN:.2f}x target {TARGET_DRAIN:,} (the host stand-in's ceiling)"))
             rows.append((f"predict drain through the broker ({args.drain:,} ticks)", f"{drain:,.0f} ticks/s",
-                         f"{drain / TARGET_DRAIN:.2f}x target {TARGET_DRAIN:,}; {drain / bare:.2f}x bare"))
+                         f"{drain / TARGET_DRAIN:.2f}x target {TARGET_DRAIN:,}; {drain / host:.2f}x the driver's "
+                         f"ceiling; {drain / bare:.2f}x bare"))
             rows.append(("    share of the drain's time per driver step", "  ".join(
                 f"{k} {v:.0%}" for k, v in shares.items()) + f"  other {1 - sum(shares.values()):.0%}", ""))
             for label, rate in local.in_process(azurite, args.symbols, args.profile):
                 rows.append((label, f"{rate:,.0f} ticks/s", f"{rate / TARGET_IN_PROCESS:.2f}x target "
                              f"{TARGET_IN_PROCESS:,}; {rate / drain:.2f}x drain"))
+            for label, value in local.in_process_parts(args.symbols):
+                rows.append((label, value, ""))
             for label, value in local.footprint(azurite, args.footprint_symbols):
                 rows.append((label, value, ""))
             for label, rate in local.ingestor_rates():

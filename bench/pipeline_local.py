@@ -167,6 +167,41 @@ def in_process(azurite, symbols: int, profile: Path | None, n: int = 100_000) ->
     return out
 
 
+def in_process_parts(symbols: int, n: int = 100_000, rounds: int = 5) -> list[tuple[str, str]]:
+    """What the in-process rate is made of: the service on the benchmark's stream and on the same
+    number of ticks that never close a bar (every tick the common one), in alternating rounds, best
+    of each (this machine's speed moves by up to 2x within a minute: the pair must see the same
+    moments); from the two rates the time of one bar close, in us, at one close per ``BAR_EVERY``
+    ticks per symbol; and the validated decode alone
+    (:data:`~shared.contracts.events.decode_tick_wire` of every body, the least a tick costs)."""
+    from shared.contracts.events import decode_tick_wire
+
+    inputs = {"closing": _batches(make_ticks(symbols, n)),
+              "common": _batches(make_ticks(symbols, n, bar_every=n))}
+    bodies = [e.body for events, _ in inputs["common"] for e in events]
+    best = {"closing": math.inf, "common": math.inf, "decode": math.inf}
+    for _ in range(rounds):
+        for name, batches in inputs.items():
+            service = _service(False, None)  # a fresh one: a second pass would be redeliveries, skipped
+            gc.collect()
+            t = time.perf_counter()
+            for events, ids in batches:
+                service.handle(events, ids)
+            best[name] = min(best[name], time.perf_counter() - t)
+        t = time.perf_counter()
+        for body in bodies:
+            decode_tick_wire(body)
+        best["decode"] = min(best["decode"], time.perf_counter() - t)
+    per_close_us = (best["closing"] - best["common"]) / (n / BAR_EVERY) * 1e6
+    return [
+        (f"  the same service, paired with the next line ({rounds} alternating rounds)",
+         f"{n / best['closing']:,.0f} ticks/s"),
+        ("  the same service, no bar closing (every tick the common one)", f"{n / best['common']:,.0f} ticks/s"),
+        (f"  one bar close (from the two rates, one per {BAR_EVERY} ticks per symbol)", f"{per_close_us:,.1f} us"),
+        ("  validated decode alone (msgspec, the floor of any tick)", f"{n / best['decode']:,.0f} ticks/s"),
+    ]
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()

@@ -277,12 +277,19 @@ class EventHubFunctionDriver:
         if first is None:
             return
         now = time.monotonic()
+        chunks: dict[int, list[Message]] = {}  # per partition of the one topic subscribed, in order
         for m in [first, *self.consumer.consume(self.options.max_event_batch_size, 0)]:
-            if self._kafka_error(m):
+            if m.error() is not None:
+                self._kafka_error(m)
                 continue
-            key = (m.topic(), m.partition())
-            self._stored.setdefault(key, []).append(m)
-            self._arrived.setdefault(key, []).append(now)
+            chunk = chunks.get(m.partition())
+            if chunk is None:
+                chunk = chunks[m.partition()] = []
+            chunk.append(m)
+        for partition, chunk in chunks.items():
+            key = (self.topic, partition)
+            self._stored.setdefault(key, []).extend(chunk)
+            self._arrived.setdefault(key, []).extend([now] * len(chunk))
             self._since.setdefault(key, now)
 
     def _ready(self) -> list[tuple[_Key, list[Message], float]]:

@@ -157,30 +157,6 @@ class TickGate:
         self._refilled_ms = now
         return self._tokens >= 1
 
-    def admits_known(self, tick: Tick, ref: _Mark) -> bool:
-        """Whether :meth:`check` passes ``tick`` of a known symbol whose reference is ``ref``.
-
-        ``ref`` is the symbol's mark (:meth:`export`). True exactly when :meth:`check` would return
-        ``None`` without consulting a pending refused jump: the tick is not ``future`` and
-        not a ``time_jump`` or ``id_jump`` from ``ref``. False when it would be refused, *or*
-        would pass only as a confirmed jump: :meth:`check` decides those, and records what it
-        must. Changes nothing. ``tick`` may be any object with the tick's attributes.
-        """
-        time_ms = tick.event_time_ms
-        ingest_ms = tick.ingest_time_ms
-        ref_ms = ref.event_ms
-        if time_ms > ref_ms and time_ms > ingest_ms + MAX_AHEAD_OF_INGEST_MS:
-            return False
-        elapsed_ingest = ingest_ms - ref.ingest_ms
-        if time_ms - ref_ms - (elapsed_ingest if elapsed_ingest > 0 else 0) > MAX_JUMP_MS:
-            return False
-        trade_id, ref_id = tick.trade_id, ref.trade_id
-        if trade_id is not None and ref_id is not None:
-            elapsed = time_ms - ref_ms
-            if trade_id - ref_id > MAX_ID_JUMP + MAX_IDS_PER_S * (elapsed if elapsed > 0 else 0) // 1000:
-                return False
-        return True
-
     def accept(self, tick: Tick) -> None:
         """Record that the engine accepted ``tick``: it becomes its symbol's and the feed's reference."""
         key = (tick.exchange, tick.symbol)

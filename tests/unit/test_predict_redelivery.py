@@ -21,7 +21,6 @@ from ingestor.parsers.recorded import read_recorded
 from shared.contracts.batches import RawEvent
 from shared.contracts.events import Tick, encode
 from shared.serving.predicting import REPLAY_WINDOW, AppliedEvents, PredictService, build_predict_service
-from shared.stream.bars import BarBuilder
 
 REPO = Path(__file__).resolve().parents[2]
 KRAKEN = REPO / "samples" / "kraken_XBTUSD_trades_20190701T00Z-01Z.csv.gz"
@@ -163,18 +162,24 @@ def test_a_batch_retried_after_a_failure_mid_batch_applies_nothing_twice(monkeyp
     reference = _service().handle(raws, ids)
     service = _service()
     failed_at: dict[str, int] = {}
-    if where == "lane":  # the bar builder's in-minute step, which the lane calls for every tick it tries
-        real_extend = BarBuilder.extend
-        key = (TICKS[399].event_time_ms, TICKS[399].price, TICKS[399].quantity)
-        first = next(i for i, t in enumerate(TICKS) if (t.event_time_ms, t.price, t.quantity) == key)
+    if where == "lane":  # the lane reading a common tick's body (a tick it takes, mid-batch)
+        first = 399
 
-        def failing(builder, tick):
-            if not failed_at and (tick.event_time_ms, tick.price, tick.quantity) == key:
-                failed_at["index"] = first
-                raise MemoryError("unforeseen")
-            return real_extend(builder, tick)
+        class FailingOnce(RawEvent):
+            __slots__ = ()
 
-        monkeypatch.setattr(BarBuilder, "extend", failing)
+            @property
+            def body(self) -> bytes:
+                if not failed_at:
+                    failed_at["index"] = first
+                    raise MemoryError("unforeseen")
+                return RawEvent.body.__get__(self)
+
+            @body.setter
+            def body(self, value: bytes) -> None:
+                RawEvent.body.__set__(self, value)
+
+        raws[first] = FailingOnce(raws[first].body, raws[first].position)
     else:  # the third event that takes the event-by-event path (a new symbol, then bar closes)
         real_apply, calls = service._apply, []
 
